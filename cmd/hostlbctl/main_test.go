@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestKeygen(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"keygen"}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out.String()))
+	if err != nil || len(key) != 32 {
+		t.Fatalf("keygen printed %q: %d bytes, %v; want base64 of 32 bytes", out.String(), len(key), err)
+	}
+	var again bytes.Buffer
+	run([]string{"keygen"}, &again, &errb)
+	if again.String() == out.String() {
+		t.Error("two keygens printed the same key")
+	}
+
+	// The printed key is accepted by the config as a key file.
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "gossip.key")
+	cfg := filepath.Join(dir, "hostlb.toml")
+	if err := os.WriteFile(keyFile, out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := "[node]\nname = \"n1\"\n[gossip]\nsecret_key_file = \"gossip.key\"\n"
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"config", "check", cfg}, &out, &errb); code != exitOK {
+		t.Fatalf("config check with a keygen key: exit %d: %s", code, errb.String())
+	}
+}
+
+func TestUsageAndErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, exitUsage, "usage:"},
+		{[]string{"frobnicate"}, exitUsage, "bad usage"},
+		{[]string{"config", "check"}, exitUsage, "bad usage"},
+		{[]string{"version"}, exitOK, "hostlbctl "},
+		{[]string{"config", "check", "/nonexistent/hostlb.toml"}, exitError, "/nonexistent/hostlb.toml"},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		code := run(tt.args, &out, &errb)
+		if code != tt.code {
+			t.Errorf("%q: exit %d, want %d", tt.args, code, tt.code)
+		}
+		if !strings.Contains(out.String()+errb.String(), tt.want) {
+			t.Errorf("%q: output lacks %q: %s%s", tt.args, tt.want, out.String(), errb.String())
+		}
+	}
+}

@@ -1,0 +1,108 @@
+// Command hostlbd is the hostlb node daemon: it gives LoadBalancer IPs to the
+// node's network by answering ARP/NDP or speaking BGP. main is thin: flags,
+// logger, signals, exit code; everything else is daemon.Run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hostlb/hostlb/daemon"
+	"github.com/hostlb/hostlb/daemon/config"
+	"github.com/hostlb/hostlb/daemon/version"
+	"github.com/hostlb/hostlb/systemd"
+)
+
+// Exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid config.
+const (
+	exitOK     = 0
+	exitFail   = 1
+	exitConfig = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hostlbd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		path        = fs.String("config", "/etc/hostlb/hostlb.toml", "configuration `file`")
+		checkConfig = fs.Bool("check-config", false, "validate the configuration, print every problem, exit 2 if any")
+		showVersion = fs.Bool("version", false, "print version and commit, then exit")
+	)
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "hostlbd: unexpected arguments: %q\n", fs.Args())
+		return exitConfig
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.String("hostlbd"))
+		return exitOK
+	}
+
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		if *checkConfig {
+			fmt.Fprintf(stderr, "hostlbd: %s: configuration is invalid\n", *path)
+		}
+		return exitConfig
+	}
+	if *checkConfig {
+		fmt.Fprintf(stdout, "%s: configuration is valid\n", *path)
+		return exitOK
+	}
+
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.Level)
+	h, err := systemd.NewLogHandler(cfg.Log.Format, level, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "hostlbd: %v\n", err)
+		return exitConfig
+	}
+	log := slog.New(h)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default: // a reload is already pending; it will read the newest file
+			}
+		}
+	}()
+
+	d, err := daemon.New(daemon.Options{
+		Config:   cfg,
+		Load:     func() (*config.Config, error) { return config.Load(*path) },
+		Reload:   reload,
+		Logger:   log,
+		LogLevel: level,
+		Notifier: systemd.NewNotifier(),
+	})
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return exitFail
+	}
+	if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("hostlbd failed", "err", err)
+		return exitFail
+	}
+	return exitOK
+}

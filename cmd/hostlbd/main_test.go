@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as hostlbd, so the signal tests run the real main
+// in a child process without a separate build step.
+func TestMain(m *testing.M) {
+	if os.Getenv("HOSTLBD_TEST_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+const goodConfig = `
+[node]
+name = "n1"
+[log]
+format = "json"
+[gossip]
+insecure_plaintext = true
+[kubernetes]
+enabled = false
+[metrics]
+listen = ""
+[[vip]]
+name = "web"
+addresses = ["192.0.2.10"]
+`
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--version"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.HasPrefix(out.String(), "hostlbd ") || !strings.Contains(out.String(), "(commit ") {
+		t.Errorf("--version printed %q", out.String())
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	writeFile(t, good, goodConfig)
+	var out, errb bytes.Buffer
+	if code := run([]string{"--config", good, "--check-config"}, &out, &errb); code != 0 {
+		t.Fatalf("good config: exit %d: %s", code, errb.String())
+	}
+
+	bad := filepath.Join(dir, "bad.toml")
+	writeFile(t, bad, `[node]
+name = "n1"
+colour = "blue"
+[gossip]
+insecure_plaintext = true
+[l2]
+gratuitous_interval = "5x"
+[[vip]]
+name = "web"
+addresses = ["192.0.2.300"]
+`)
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"--config", bad, "--check-config"}, &out, &errb); code != 2 {
+		t.Fatalf("bad config: exit %d, want 2; stderr: %s", code, errb.String())
+	}
+	for _, want := range []string{"bad.toml:3:", "node.colour", "bad.toml:7:", "l2.gratuitous_interval", "bad.toml:10:", "vip[0].addresses[0]"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+		}
+	}
+}
+
+// notifySocket is a real unixgram socket standing in for systemd's.
+type notifySocket struct {
+	conn *net.UnixConn
+	msgs chan string
+}
+
+func listenNotify(t *testing.T) (*notifySocket, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &notifySocket{conn: conn, msgs: make(chan string, 256)}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(s.msgs)
+				return
+			}
+			// One datagram may carry several newline-separated assignments.
+			for _, l := range strings.Split(strings.TrimSpace(string(buf[:n])), "\n") {
+				s.msgs <- l
+			}
+		}
+	}()
+	t.Cleanup(func() { conn.Close() })
+	return s, path
+}
+
+func (s *notifySocket) expect(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m, ok := <-s.msgs:
+			if !ok {
+				t.Fatalf("notify socket closed before %q", want)
+			}
+			if m == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %q from the daemon within 10s", want)
+		}
+	}
+}
+
+// lockedLines collects a child's stderr and lets a test wait for a line.
+type lockedLines struct {
+	mu    sync.Mutex
+	lines []string
+	cond  *sync.Cond
+}
+
+func (l *lockedLines) waitFor(t *testing.T, substr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	timer := time.AfterFunc(10*time.Second, func() { l.cond.Broadcast() })
+	defer timer.Stop()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		for _, line := range l.lines {
+			if strings.Contains(line, substr) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line containing %q; log:\n%s", substr, strings.Join(l.lines, "\n"))
+		}
+		l.cond.Wait()
+	}
+}
+
+func TestSignals(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "hostlb.toml")
+	writeFile(t, cfgPath, goodConfig)
+	notify, sock := listenNotify(t)
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "HOSTLBD_TEST_AS_MAIN=1", "NOTIFY_SOCKET="+sock)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill() // only the child this test started
+			_ = cmd.Wait()
+		}
+	})
+	logs := &lockedLines{}
+	logs.cond = sync.NewCond(&logs.mu)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.mu.Lock()
+			logs.lines = append(logs.lines, sc.Text())
+			logs.mu.Unlock()
+			logs.cond.Broadcast()
+		}
+	}()
+
+	notify.expect(t, "READY=1")
+	logs.waitFor(t, `"msg":"hostlbd started"`)
+
+	// SIGHUP with a broken file: reload brackets, old config kept, error logged.
+	writeFile(t, cfgPath, goodConfig+"\n[bogus]\n")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	notify.expect(t, "RELOADING=1")
+	notify.expect(t, "READY=1")
+	logs.waitFor(t, "reload failed; keeping the running config")
+	logs.waitFor(t, "bogus")
+
+	// SIGHUP with a changed, valid file.
+	writeFile(t, cfgPath, strings.Replace(goodConfig, "192.0.2.10", "192.0.2.11", 1))
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	notify.expect(t, "RELOADING=1")
+	notify.expect(t, "READY=1")
+	logs.waitFor(t, `"msg":"config reloaded"`)
+
+	// SIGTERM: STOPPING=1 and a clean exit.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	notify.expect(t, "STOPPING=1")
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case err := <-waitErr:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("exit status %d after SIGTERM, want 0", ee.ExitCode())
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("hostlbd did not exit within 15s of SIGTERM")
+	}
+	logs.waitFor(t, `"msg":"hostlbd stopped"`)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+

@@ -1,0 +1,228 @@
+package config
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"strings"
+)
+
+// Cross-field checks, and the files the config points at. They run after
+// decode, on the decoded values; d.where gives them the lines to blame.
+
+const keySize = 32 // AES-256, what memberlist's keyring wants
+
+// tcpMD5MaxKey is TCP_MD5SIG_MAXKEYLEN in Linux.
+const tcpMD5MaxKey = 80
+
+func (d *decoder) validate(cfg *Config) {
+	d.validateNode(cfg)
+	d.validateGossip(&cfg.Gossip)
+	if cfg.L2.GratuitousCount > 0 && cfg.L2.GratuitousInterval == 0 {
+		d.errorf(d.posOf("l2.gratuitous_interval"), "l2.gratuitous_interval",
+			"must be more than 0 when gratuitous_count is %d (use \"1.1s\": Linux ignores a second ARP update within 1 s)", cfg.L2.GratuitousCount)
+	}
+	d.validateBGP(&cfg.BGP)
+	d.validateVIPs(cfg)
+}
+
+// hasErr reports whether key or something under it already has an error, in
+// which case later checks on it would only repeat the news.
+func (d *decoder) hasErr(key string) bool {
+	return d.errKeys[key]
+}
+
+func (d *decoder) validateNode(cfg *Config) {
+	if _, inFile := d.where["node.name"]; inFile {
+		return // checked while decoding
+	}
+	name := cfg.Node.Name
+	if name == "" {
+		d.errorf(d.posOf("node"), "node.name", "cannot determine the host name; set node.name")
+		return
+	}
+	if msg := checkNodeName(name); msg != "" {
+		d.errorf(d.posOf("node"), "node.name", "the host name %q %s; set node.name", name, msg)
+	}
+}
+
+func (d *decoder) validateGossip(g *Gossip) {
+	const key = "gossip.secret_key_file"
+	if g.InsecurePlaintext {
+		g.SecretKey = nil
+		return
+	}
+	if d.hasErr(key) || d.hasErr("gossip.insecure_plaintext") {
+		return
+	}
+	p := d.posOf(key)
+	create := fmt.Sprintf("create one with: hostlbctl keygen > %s; chmod 0640, group hostlb", g.SecretKeyFile)
+	if g.SecretKeyFile == "" {
+		d.errorf(p, key, "is empty; gossip needs a key unless gossip.insecure_plaintext = true")
+		return
+	}
+	data, err := d.opts.ReadFile(g.SecretKeyFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		d.errorf(p, key, "%v (%s)", err, create)
+		return
+	case errors.Is(err, fs.ErrPermission):
+		d.errorf(p, key, "%v (the daemon runs as user hostlb: chgrp hostlb %s; chmod 0640 %[2]s)", err, g.SecretKeyFile)
+		return
+	case err != nil:
+		d.errorf(p, key, "%v", err)
+		return
+	}
+	k, msg := decodeKey(data)
+	if msg != "" {
+		d.errorf(p, key, "%s %s; want %d random bytes, raw or base64-encoded (%s)", g.SecretKeyFile, msg, keySize, create)
+		return
+	}
+	g.SecretKey = k
+}
+
+// decodeKey accepts exactly 32 raw bytes, or their standard base64 encoding
+// followed by optional white space (a trailing newline from echo or an
+// editor). Raw wins: 32 bytes can never be the base64 of 32 bytes (44).
+func decodeKey(data []byte) ([]byte, string) {
+	if len(data) == keySize {
+		return bytes.Clone(data), ""
+	}
+	text := bytes.TrimRight(data, " \t\r\n")
+	k, err := base64.StdEncoding.DecodeString(string(text))
+	switch {
+	case len(data) == 0:
+		return nil, "is empty"
+	case err != nil:
+		return nil, fmt.Sprintf("holds %d bytes, neither a raw key nor base64", len(data))
+	case len(k) != keySize:
+		return nil, fmt.Sprintf("holds the base64 of %d bytes", len(k))
+	}
+	return k, ""
+}
+
+func (d *decoder) validateBGP(b *BGP) {
+	if len(b.Peers) > 0 && b.ASN == 0 && !d.hasErr("bgp.asn") {
+		d.errorf(d.posOf("bgp.peer[0]"), "bgp.asn", "required when a [[bgp.peer]] is set")
+	}
+	seen := map[netip.AddrPort]int{}
+	for i := range b.Peers {
+		p := &b.Peers[i]
+		k := indexKey("bgp.peer", i)
+		if !p.Address.IsValid() {
+			if !d.hasErr(k + ".address") {
+				d.errorf(d.posOf(k), k+".address", "required")
+			}
+		} else {
+			if p.Address.IsUnspecified() || p.Address.IsMulticast() {
+				d.errorf(d.posOf(k+".address"), k+".address", "%s cannot be a BGP peer", p.Address)
+			}
+			id := netip.AddrPortFrom(p.Address, p.Port)
+			if j, dup := seen[id]; dup {
+				d.errorf(d.posOf(k+".address"), k+".address", "%s is already bgp.peer[%d]", id, j)
+			}
+			seen[id] = i
+			if p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4() {
+				d.errorf(d.posOf(k+".source_address"), k+".source_address", "%s and peer address %s are of different IP families", p.SourceAddress, p.Address)
+			}
+		}
+		if p.ASN == 0 && !d.hasErr(k+".asn") {
+			d.errorf(d.posOf(k), k+".asn", "required")
+		}
+		if !d.hasErr(k+".hold_time") && !d.hasErr(k+".keepalive_time") && p.HoldTime != 0 {
+			switch {
+			case p.KeepaliveTime == 0:
+				d.errorf(d.posOf(k+".keepalive_time"), k+".keepalive_time", "0 with hold_time %s would let the session expire; use hold_time / 3", p.HoldTime)
+			case p.HoldTime < 3*p.KeepaliveTime:
+				d.errorf(d.posOf(k+".hold_time"), k+".hold_time", "%s is less than 3 × keepalive_time (%s); use at least %s, or 0 to disable keepalives", p.HoldTime, p.KeepaliveTime, 3*p.KeepaliveTime)
+			}
+		}
+		if p.PasswordFile != "" && !d.hasErr(k+".password_file") {
+			d.readPassword(k+".password_file", p)
+		}
+	}
+}
+
+func (d *decoder) readPassword(key string, p *BGPPeer) {
+	at := d.posOf(key)
+	data, err := d.opts.ReadFile(p.PasswordFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		d.errorf(at, key, "%v (put the TCP-MD5 password in it, mode 0640, group hostlb; or set password_file = \"\" for no password)", err)
+		return
+	case errors.Is(err, fs.ErrPermission):
+		d.errorf(at, key, "%v (the daemon runs as user hostlb: chgrp hostlb %s; chmod 0640 %[2]s)", err, p.PasswordFile)
+		return
+	case err != nil:
+		d.errorf(at, key, "%v", err)
+		return
+	}
+	pw := strings.TrimRight(string(data), "\r\n")
+	switch {
+	case pw == "":
+		d.errorf(at, key, "%s is empty; set password_file = \"\" for no password", p.PasswordFile)
+	case len(pw) > tcpMD5MaxKey:
+		d.errorf(at, key, "%s holds a %d-byte password; TCP-MD5 allows at most %d", p.PasswordFile, len(pw), tcpMD5MaxKey)
+	default:
+		p.Password = pw
+	}
+}
+
+func (d *decoder) validateVIPs(cfg *Config) {
+	names := map[string]int{}
+	addrs := map[netip.Addr]string{}
+	for i := range cfg.VIPs {
+		v := &cfg.VIPs[i]
+		k := indexKey("vip", i)
+		switch {
+		case v.Name == "":
+			if !d.hasErr(k + ".name") {
+				d.errorf(d.posOf(k), k+".name", "required")
+			}
+		case hasKey(names, v.Name):
+			d.errorf(d.posOf(k+".name"), k+".name", "%q is already the name of vip[%d]", v.Name, names[v.Name])
+		default:
+			names[v.Name] = i
+		}
+		if len(v.Addresses) == 0 && !d.hasErr(k+".addresses") {
+			d.errorf(d.posOf(k), k+".addresses", "required: at least one IP address")
+		}
+		for j, a := range v.Addresses {
+			ak := indexKey(k+".addresses", j)
+			if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+				d.errorf(d.posOf(ak), ak, "%s cannot be a VIP (unspecified, multicast or loopback)", a)
+				continue
+			}
+			if other, dup := addrs[a]; dup {
+				d.errorf(d.posOf(ak), ak, "%s is already an address of %s", a, other)
+				continue
+			}
+			addrs[a] = fmt.Sprintf("vip[%d] (%q)", i, v.Name)
+		}
+		if v.Mode == ModeBGP {
+			if len(cfg.BGP.Peers) == 0 && !d.hasErr("bgp.peer") {
+				d.errorf(d.posOf(k+".mode"), k+".mode", "\"bgp\" needs at least one [[bgp.peer]]")
+			}
+			if len(v.Interfaces) > 0 {
+				d.errorf(d.posOf(k+".interfaces"), k+".interfaces", "only applies to mode \"l2\"; a BGP VIP is announced to peers, not on interfaces")
+			}
+		}
+		if h := v.Health; h != nil {
+			hk := k + ".health"
+			if h.TCP == "" && !d.hasErr(hk+".tcp") {
+				d.errorf(d.posOf(hk), hk+".tcp", "required: the \"host:port\" to connect to")
+			}
+			if h.Timeout >= h.Interval && !d.hasErr(hk+".timeout") && !d.hasErr(hk+".interval") {
+				d.errorf(d.posOf(hk+".timeout"), hk+".timeout", "%s must be less than interval (%s)", h.Timeout, h.Interval)
+			}
+		}
+	}
+}
+
+func hasKey[K comparable, V any](m map[K]V, k K) bool {
+	_, ok := m[k]
+	return ok
+}

@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"context"
+	"strings"
+
+	"github.com/hostlb/hostlb/daemon/config"
+)
+
+// serveReloads applies one reload per request until ctx is done.
+func (d *Daemon) serveReloads(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-d.opts.Reload:
+			if !ok {
+				<-ctx.Done()
+				return nil
+			}
+			d.Reload()
+		}
+	}
+}
+
+// Reload re-reads the configuration. A file that fails to load or validate
+// leaves the running configuration untouched and is logged with every
+// problem; a good one replaces it: what can change live takes effect at
+// once (through the reconcile loop), what cannot is logged as "needs
+// restart" and keeps its running value until the next start.
+func (d *Daemon) Reload() {
+	if err := d.notify.Reloading(); err != nil {
+		d.log.Warn("sd_notify RELOADING", "err", err)
+	}
+	defer func() {
+		if err := d.notify.Ready(); err != nil {
+			d.log.Warn("sd_notify READY", "err", err)
+		}
+		d.status("")
+	}()
+	if d.opts.Load == nil {
+		d.log.Warn("reload requested but no config file to re-read")
+		return
+	}
+	d.status("reloading")
+	next, err := d.opts.Load()
+	if err != nil {
+		d.mu.Lock()
+		d.reloadE = err
+		d.mu.Unlock()
+		// Each problem on its own line keeps file:line readable in the journal.
+		d.log.Error("reload failed; keeping the running config",
+			"err", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return
+	}
+
+	old := d.config()
+	live, restart := config.Changes(old, next)
+	effective := keepRestartOnly(old, next)
+	d.mu.Lock()
+	d.cfg = effective
+	d.reloadE = nil
+	d.mu.Unlock()
+	if d.opts.LogLevel != nil {
+		d.opts.LogLevel.Set(effective.Log.Level)
+	}
+	if len(restart) > 0 {
+		d.log.Warn("config changes need a restart to take effect (systemctl restart hostlb)",
+			"keys", strings.Join(restart, ","))
+	}
+	d.log.Info("config reloaded", "changed", strings.Join(live, ","), "node", effective.Node.Name)
+	for _, k := range live {
+		if k == "vip" || strings.HasPrefix(k, "vip") {
+			d.logVIPs(effective)
+			break
+		}
+	}
+	d.loop.Trigger("reload")
+}
+
+// keepRestartOnly returns next with the sections that cannot change in a
+// running daemon taken from old, so the running config stays coherent:
+// what runs is exactly what the log says runs.
+func keepRestartOnly(old, next *config.Config) *config.Config {
+	c := *next
+	c.Node.Name = old.Node.Name
+	c.Log.Format = old.Log.Format
+	join := next.Gossip.Join // seeds are read at the next (re)join
+	c.Gossip = old.Gossip
+	c.Gossip.Join = join
+	c.Control = old.Control
+	c.Metrics = old.Metrics
+	c.BGP.ASN, c.BGP.RouterID, c.BGP.ListenPort = old.BGP.ASN, old.BGP.RouterID, old.BGP.ListenPort
+	c.Kubernetes.Enabled = old.Kubernetes.Enabled
+	c.Kubernetes.Kubeconfig = old.Kubernetes.Kubeconfig
+	c.Kubernetes.LeaseNamespace = old.Kubernetes.LeaseNamespace
+	return &c
+}
