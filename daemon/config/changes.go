@@ -75,20 +75,20 @@ func sameVIP(a, b VIP) bool {
 		(a.Health == nil) == (b.Health == nil) && (a.Health == nil || *a.Health == *b.Health)
 }
 
-// Changes lists the keys whose values differ between old and new, split into
+// Changes lists the keys whose values differ between old and next, split into
 // those a running daemon applies on reload (live) and those that only take
 // effect after a restart. Keys are dotted, as in the file; list-valued
 // sections are reported whole ("vip", "bgp.peer"). Nil slices mean no
 // change. A nil Config is taken as the zero Config.
-func Changes(old, new *Config) (live, restart []string) {
+func Changes(old, next *Config) (live, restart []string) {
 	if old == nil {
 		old = &Config{}
 	}
-	if new == nil {
-		new = &Config{}
+	if next == nil {
+		next = &Config{}
 	}
 	for _, c := range changes {
-		if c.same(old, new) {
+		if c.same(old, next) {
 			continue
 		}
 		if c.live {

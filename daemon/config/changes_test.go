@@ -55,7 +55,7 @@ func TestChanges(t *testing.T) {
 			c.BGP.ASN = 1
 			c.BGP.RouterID = netip.Addr{}
 			c.BGP.ListenPort = 0
-			c.BGP.Peers[0].Password = "new"
+			c.BGP.Peers[0].Password = "next"
 			c.BGP.Import.Metric = 7
 		}, live: []string{"bgp.peer", "bgp.import"}, restart: []string{"bgp.asn", "bgp.router_id", "bgp.listen_port"}},
 		{name: "bfd is part of the peer", edit: func(c *Config) { c.BGP.Peers[1].BFD.MinRx = time.Second },
@@ -73,9 +73,9 @@ func TestChanges(t *testing.T) {
 		{name: "vip removed", edit: func(c *Config) { c.VIPs = c.VIPs[:1] }, live: []string{"vip"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			old, new := parse(), parse()
-			tc.edit(new)
-			live, restart := Changes(old, new)
+			old, next := parse(), parse()
+			tc.edit(next)
+			live, restart := Changes(old, next)
 			if diff := cmp.Diff(tc.live, live); diff != "" {
 				t.Errorf("live (-want +got):\n%s", diff)
 			}
@@ -83,7 +83,7 @@ func TestChanges(t *testing.T) {
 				t.Errorf("restart (-want +got):\n%s", diff)
 			}
 			// Symmetric.
-			live, restart = Changes(new, old)
+			live, restart = Changes(next, old)
 			if diff := cmp.Diff(tc.live, live); diff != "" {
 				t.Errorf("reverse live (-want +got):\n%s", diff)
 			}

@@ -11,6 +11,7 @@ import (
 // unknown mode gets no owner, so nobody announces what it does not understand.
 type Mode uint8
 
+// The announcement modes.
 const (
 	L2  Mode = iota + 1 // exactly one node answers ARP/NDP for the IP
 	BGP                 // every alive eligible node advertises the IP

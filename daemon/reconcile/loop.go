@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -35,12 +34,11 @@ type Loop struct {
 	firstOnce sync.Once
 	first     chan struct{} // closed after the first successful pass
 
-	mu         sync.Mutex // guards the fields below
-	reasons    []string   // why the pending pass was asked for, for the log
-	passStart  time.Time  // zero when no pass is running
-	passes     uint64
-	lastErr    error
-	lastPassOK time.Time
+	mu        sync.Mutex // guards the fields below
+	reasons   []string   // why the pending pass was asked for, for the log
+	passStart time.Time  // zero when no pass is running
+	passes    uint64
+	lastErr   error
 }
 
 // New returns an inert loop; nothing runs until Run.
@@ -122,15 +120,14 @@ func (l *Loop) Run(ctx context.Context) error {
 		l.lastErr = err
 		took := l.Now().Sub(l.passStart)
 		l.passStart = time.Time{}
-		if err == nil {
-			l.lastPassOK = l.Now()
-		}
 		l.mu.Unlock()
 
+		select {
+		case <-ctx.Done():
+			return nil // stopping: a pass cut short by cancellation is no failure
+		default:
+		}
 		if err != nil {
-			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-				return nil
-			}
 			backoff = min(max(2*backoff, l.MinBackoff), l.MaxBackoff)
 			l.log.Warn("reconcile failed; retrying", "err", err, "retry_in", backoff)
 			retry = time.After(backoff)

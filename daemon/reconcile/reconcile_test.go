@@ -147,7 +147,9 @@ func TestLoopRetriesFailedPass(t *testing.T) {
 		t.Fatal("no successful pass: a failed pass must be retried without a new trigger")
 	}
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
 	if n, err := l.Stats(); n != 3 || err != nil {
 		t.Errorf("stats = %d, %v; want 3, nil", n, err)
 	}
@@ -187,5 +189,7 @@ func TestLoopHealthyDetectsWedgedPass(t *testing.T) {
 		t.Errorf("idle loop unhealthy: %v", err)
 	}
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
 }

@@ -1,0 +1,132 @@
+# hostlb — build, test and package.  `make help` lists the targets.
+#
+# Root-only targets (test-root, test, demo) need a Debian-like host with
+# systemd-container, debootstrap, lintian and rpm; `.ci/run` installs them.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+MAKEFLAGS += --no-print-directory
+
+GO ?= go
+MODULE := github.com/hostlb/hostlb
+
+# Version of the binaries (hostlbd --version) and of the packages. The package
+# version is valid for dpkg and rpm, and grows with every commit.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+BASE_VERSION ?= 0.1.0
+PKG_VERSION ?= $(shell packaging/version.sh $(BASE_VERSION))
+
+# Tests that build packages in parallel pass their own BIN and DIST.
+BIN ?= $(CURDIR)/bin
+DIST ?= $(CURDIR)/dist
+TOOLS_BIN := $(CURDIR)/bin/tools
+NFPM := $(TOOLS_BIN)/nfpm
+GOLANGCI_LINT := $(TOOLS_BIN)/golangci-lint
+
+DEB := $(DIST)/hostlb_$(PKG_VERSION)_amd64.deb
+RPM := $(DIST)/hostlb-$(PKG_VERSION).x86_64.rpm
+PKG_WORK := $(DIST)/.work-$(PKG_VERSION)
+# What nfpm.yaml expands.
+NFPM_ENV := PKG_VERSION='$(PKG_VERSION)' HOSTLB_BIN='$(BIN)' HOSTLB_PKG_WORK='$(PKG_WORK)'
+
+# -s -w: stripped binaries (Debian policy 10.1); stack traces keep working.
+STRIP_FLAGS ?= -s -w
+LDFLAGS := $(STRIP_FLAGS) -X $(MODULE)/daemon/version.Version=$(VERSION) -X $(MODULE)/daemon/version.Commit=$(COMMIT)
+
+# Root tests boot containers and build packages: allow them time.
+ROOT_TEST_TIMEOUT ?= 45m
+TESTFLAGS ?=
+
+.PHONY: help
+help: ## Show the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build hostlbd and hostlbctl (static) into ./bin.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+.PHONY: test
+test: deps test-unit test-root ## Run every test: unit, simulation and root tests.
+
+.PHONY: test-unit
+test-unit: ## Unit and simulation tests (race detector), everything outside tests/.
+	$(GO) test -race -count=1 $(TESTFLAGS) $$($(GO) list ./... | grep -v '^$(MODULE)/tests/')
+
+.PHONY: test-root
+test-root: $(NFPM) ## Tests under tests/ (systemd-nspawn, packages, lab); skip unless root.
+	@if [ "$$(id -u)" != 0 ]; then echo "test-root: not root, the tests under tests/ will skip"; fi
+	$(GO) test -count=1 -v -timeout $(ROOT_TEST_TIMEOUT) $(TESTFLAGS) ./tests/...
+
+.PHONY: bench
+bench: ## Benchmarks.
+	$(GO) test -run '^$$' -bench . -benchmem $(TESTFLAGS) ./...
+
+.PHONY: packages deb rpm
+packages: deb rpm ## Build dist/hostlb_<v>_amd64.deb and dist/hostlb-<v>.x86_64.rpm.
+	@echo "packages: $(DEB)"
+	@echo "          $(RPM)"
+
+deb: build $(NFPM) $(PKG_WORK)/changelog.gz
+	@mkdir -p $(DIST)
+	$(NFPM_ENV) $(NFPM) package --config nfpm.yaml --packager deb --target $(DEB)
+
+rpm: build $(NFPM)
+	@mkdir -p $(DIST)
+	$(NFPM_ENV) $(NFPM) package --config nfpm.yaml --packager rpm --target $(RPM)
+
+# The Debian changelog lintian requires, stamped with the version and the
+# commit's date so that rebuilding the same commit gives the same file.
+$(PKG_WORK)/changelog.gz: packaging/changelog.in
+	@mkdir -p $(PKG_WORK)
+	date="$$(git log -1 --format=%cD 2>/dev/null || LC_ALL=C date -R)"; \
+	maint="$$(sed -n 's/^maintainer: //p' nfpm.yaml)"; \
+	sed -e 's|@VERSION@|$(PKG_VERSION)|g' -e 's|@COMMIT@|$(COMMIT)|g' \
+	    -e "s|@MAINTAINER@|$$maint|g" -e "s|@DATE@|$$date|g" $< | gzip -9n > $@
+
+.PHONY: lintian
+lintian: deb ## Run lintian on the deb; fails on errors.
+	lintian --fail-on error --info --display-info $(DEB)
+
+.PHONY: print-version
+print-version: ## Print the binary and package versions.
+	@echo "VERSION=$(VERSION)"
+	@echo "PKG_VERSION=$(PKG_VERSION)"
+
+.PHONY: deps
+deps: ## Install the Debian packages the tests and demo need (only the missing ones; root).
+	tests/scripts/install-deps.sh
+
+.PHONY: demo
+demo: deps packages ## Boot a systemd container, install the deb, run hostlbd (root).
+	$(GO) run ./tests/cmd/demo -deb $(DEB)
+
+.PHONY: rootfs
+rootfs: ## Build the cached Debian rootfs the systemd tests boot (root).
+	$(GO) run ./tests/cmd/demo -rootfs-only
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## golangci-lint (pinned in tools/go.mod).
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: fmt
+fmt: $(GOLANGCI_LINT) ## Format the code (gofmt, goimports).
+	$(GOLANGCI_LINT) fmt ./...
+
+.PHONY: tools
+tools: $(NFPM) $(GOLANGCI_LINT) ## Build the pinned tools into ./bin/tools.
+
+# Tools are pinned by tools/go.mod (`tool` directives) and rebuilt when it
+# changes; the Go build cache makes a rebuild after `make clean` quick.
+$(NFPM): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(TOOLS_BIN)/ github.com/goreleaser/nfpm/v2/cmd/nfpm
+	touch $@
+
+$(GOLANGCI_LINT): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(TOOLS_BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+	touch $@
+
+.PHONY: clean
+clean: ## Remove ./bin and ./dist.
+	rm -rf $(BIN) $(DIST)

@@ -1,0 +1,135 @@
+// Command demo shows hostlb the way an administrator meets it: a fresh
+// Debian with systemd (a systemd-nspawn container), the deb installed with
+// dpkg, a gossip key and a node name configured, the daemon started, and
+// `systemctl status` and the journal of the running hostlbd. Run it with
+// `make demo` (as root).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hostlb/hostlb/tests/nspawn"
+	"github.com/hostlb/hostlb/tests/systemdtest"
+)
+
+func main() {
+	deb := flag.String("deb", "", "the hostlb .deb to install (make packages builds it)")
+	rootfsOnly := flag.Bool("rootfs-only", false, "only build the cached container rootfs, then exit")
+	keep := flag.Bool("keep", false, "keep the container running until Ctrl-C, to look around")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, *deb, *rootfsOnly, *keep)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, deb string, rootfsOnly, keep bool) error {
+	if err := nspawn.Available(); err != nil {
+		return err
+	}
+	logf := func(format string, args ...any) { fmt.Printf("    "+format+"\n", args...) }
+	if rootfsOnly {
+		dir, err := nspawn.Rootfs(ctx, logf)
+		if err == nil {
+			fmt.Println(dir)
+		}
+		return err
+	}
+	if deb == "" {
+		return errors.New("-deb is required")
+	}
+	deb, err := filepath.Abs(deb)
+	if err != nil {
+		return err
+	}
+
+	heading("Booting a fresh Debian " + nspawn.Suite + " with systemd (systemd-nspawn, private network)")
+	m, err := nspawn.Boot(ctx, nspawn.Options{
+		Name:  nspawn.NamePrefix + "demo-" + fmt.Sprint(os.Getpid()),
+		Binds: []nspawn.Bind{{Host: filepath.Dir(deb), Container: "/mnt/dist", ReadOnly: true}},
+		Logf:  logf,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		heading("Tearing the container down")
+		if err := m.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+		}
+	}()
+	sh := func(show, script string) error {
+		fmt.Printf("\n# %s\n", show)
+		out, err := m.Sh(ctx, script)
+		fmt.Print(indent(out))
+		if err != nil {
+			fmt.Print(indent(err.Error() + "\n"))
+		}
+		return err
+	}
+
+	heading("Installing the package")
+	inside := "/mnt/dist/" + filepath.Base(deb)
+	if err := sh("dpkg -i "+filepath.Base(deb), "dpkg -i "+inside+" 2>&1"); err != nil {
+		return err
+	}
+	_ = sh("systemctl is-enabled hostlb; systemctl is-active hostlb   # enabled, but not started",
+		"systemctl is-enabled hostlb; systemctl is-active hostlb || true")
+
+	heading("Configuring: gossip key and node name")
+	if err := sh("hostlbctl keygen > /etc/hostlb/gossip.key",
+		"umask 027; hostlbctl keygen > /etc/hostlb/gossip.key; chgrp hostlb /etc/hostlb/gossip.key; ls -l /etc/hostlb"); err != nil {
+		return err
+	}
+	config := systemdtest.Config("demo-node", systemdtest.VIP{Name: "web", Address: "192.0.2.10"})
+	if err := systemdtest.WriteFile(ctx, m, "/etc/hostlb/hostlb.toml", config, "root:hostlb", "0640"); err != nil {
+		return err
+	}
+	if err := sh("cat /etc/hostlb/hostlb.toml", "cat /etc/hostlb/hostlb.toml"); err != nil {
+		return err
+	}
+	if err := sh("hostlbd --check-config", "hostlbd --config /etc/hostlb/hostlb.toml --check-config 2>&1"); err != nil {
+		return err
+	}
+
+	heading("Starting hostlbd")
+	startErr := sh("systemctl start hostlb", "systemctl start hostlb")
+	_ = sh("systemctl status hostlb", "systemctl status --no-pager --full hostlb || true")
+	_ = sh("journalctl -u hostlb", "journalctl --no-pager -u hostlb")
+	_ = sh("journalctl -u hostlb -o verbose --grep 'vip configured'   # structured fields",
+		"journalctl --no-pager -u hostlb -o verbose --grep 'vip configured' || true")
+	if startErr != nil {
+		return fmt.Errorf("hostlb did not start: %w", startErr)
+	}
+
+	if keep {
+		heading("The container keeps running; press Ctrl-C to stop it")
+		fmt.Printf("    Run commands in it with:\n      nsenter -t %d -a systemctl status hostlb\n", m.Leader())
+		<-ctx.Done()
+	}
+	return nil
+}
+
+func heading(s string) {
+	fmt.Printf("\n==> %s  [%s]\n", s, time.Now().Format("15:04:05"))
+}
+
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
+}
