@@ -11,6 +11,7 @@ import (
 	"github.com/hostlb/hostlb/daemon/config"
 	"github.com/hostlb/hostlb/daemon/reconcile"
 	"github.com/hostlb/hostlb/daemon/version"
+	"github.com/hostlb/hostlb/netif"
 )
 
 // Notifier tells the service manager about the daemon's state. The real one
@@ -42,12 +43,47 @@ type Options struct {
 	Notifier Notifier
 	// Outputs receive the announcement diffs computed by the reconcile loop.
 	Outputs []reconcile.Output
+	// Links follows the node's links and addresses; the real one is
+	// *netif.Monitor, whose OnChange the caller wires to Trigger. The
+	// daemon runs it first (so stops it last) and makes no reconcile pass
+	// before its first dump. Nil: no link state (tests, and nodes
+	// without L2).
+	Links LinkSource
+	// L2 answers ARP/NDP and holds local VIPs; the real one is *netif.L2.
+	// Every pass hands it the whole desired L2 set and the current links
+	// (level-triggered: a link change alone re-chooses interfaces). The
+	// daemon closes it after the reconcile loop has stopped. It requires
+	// Links.
+	L2 Announcer
 	// Components run beside the core ones, started after them (so stopped
 	// before them).
 	Components []Component
 	// DrainTimeout bounds the whole ordered shutdown; default 10 s, inside
 	// the unit's TimeoutStopSec.
 	DrainTimeout time.Duration
+}
+
+// LinkSource is the daemon's view of the node's links (netif.Monitor,
+// netiftest.Monitor).
+type LinkSource interface {
+	// Snapshot returns the current links and addresses; it never blocks.
+	Snapshot() netif.State
+	// Ready is closed once Snapshot holds a complete first dump.
+	Ready() <-chan struct{}
+	// Run follows the links until ctx is done.
+	Run(ctx context.Context) error
+}
+
+// Announcer is the L2 output (netif.L2).
+type Announcer interface {
+	// Sync makes the node announce exactly want over the links of st. It
+	// may block on sockets and netlink, never on bursts; an error leaves
+	// everything else applied, and the next call retries.
+	Sync(ctx context.Context, st netif.State, cfg netif.L2Config, want []netif.L2Announcement) error
+	// Status returns what each interface announces now.
+	Status() []netif.L2Status
+	// Close stops every answer and removes every local address added.
+	Close() error
 }
 
 // Daemon is hostlbd: it owns the running configuration, the reconcile loop
@@ -58,11 +94,24 @@ type Daemon struct {
 	notify  Notifier
 	loop    *reconcile.Loop
 	applier *reconcile.Applier
+	health  *healthChecks
 
-	mu      sync.Mutex // guards cfg and desired
-	cfg     *config.Config
-	desired reconcile.Desired
-	reloadE error // the last reload's error, shown in STATUS until the next success
+	// firstDone is closed after the first pass that ran to its end, with
+	// or without errors: READY=1 must not wait forever on an output that
+	// keeps failing (say, sysctls it cannot set); STATUS says it failed.
+	firstDone chan struct{}
+	firstOnce sync.Once
+
+	mu        sync.Mutex // guards the fields below
+	cfg       *config.Config
+	desired   reconcile.Desired
+	unhealthy int              // VIPs left out by failing health checks
+	announced []netif.L2Status // what L2 answers for, after the last pass
+	passErr   string           // the last pass's error, "" when it succeeded
+	l2Err     string           // the last L2 error logged, to log each once
+	reloadE   error            // the last reload's error, shown in STATUS until the next success
+	ready     bool             // READY=1 sent: passes may update STATUS
+	lastLine  string           // the STATUS line last sent
 }
 
 // New returns an inert daemon; Run starts it.
@@ -73,19 +122,28 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Notifier == nil {
 		opts.Notifier = nopNotifier{}
 	}
+	if opts.L2 != nil && opts.Links == nil {
+		return nil, errors.New("daemon: L2 needs Links")
+	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 10 * time.Second
 	}
 	d := &Daemon{
-		opts:    opts,
-		log:     opts.Logger,
-		notify:  opts.Notifier,
-		cfg:     opts.Config,
-		applier: reconcile.NewApplier(opts.Outputs...),
+		opts:      opts,
+		log:       opts.Logger,
+		notify:    opts.Notifier,
+		cfg:       opts.Config,
+		applier:   reconcile.NewApplier(opts.Outputs...),
+		firstDone: make(chan struct{}),
 	}
 	d.loop = reconcile.New(opts.Logger.With("component", "reconcile"), d.reconcile)
+	d.health = newHealthChecks(opts.Logger.With("component", "health"), d.loop.Trigger)
 	return d, nil
 }
+
+// Trigger asks for a reconcile pass; it never blocks. Inputs built outside
+// the daemon (the netlink Monitor's OnChange) call it.
+func (d *Daemon) Trigger(reason string) { d.loop.Trigger(reason) }
 
 // Run runs the daemon until ctx is cancelled (SIGTERM/SIGINT in main), then
 // drains every component in reverse start order and returns. It returns an
@@ -98,7 +156,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.logVIPs(cfg)
 	d.loop.Trigger("start")
 
-	comps := []Component{
+	// Order matters: what is started first is stopped last. The links
+	// outlive the loop that reads them; the L2 output is closed (every
+	// responder stopped, every local address removed) only after the loop
+	// has stopped, so no pass re-opens what Close closed; the health
+	// checkers trigger the loop and stop after it.
+	var comps []Component
+	if d.opts.Links != nil {
+		comps = append(comps, ComponentFunc{N: "netlink", F: d.opts.Links.Run})
+	}
+	if d.opts.L2 != nil {
+		comps = append(comps, ComponentFunc{N: "l2", F: func(ctx context.Context) error {
+			<-ctx.Done()
+			return d.opts.L2.Close()
+		}})
+	}
+	comps = append(comps,
+		ComponentFunc{N: "health", F: d.health.Run},
 		ComponentFunc{N: "reconcile", F: d.loop.Run},
 		ComponentFunc{N: "readiness", F: d.announceReady},
 		ComponentFunc{N: "watchdog", F: func(ctx context.Context) error {
@@ -106,7 +180,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return nil
 		}},
 		ComponentFunc{N: "reload", F: d.serveReloads},
-	}
+	)
 	comps = append(comps, d.opts.Components...)
 
 	err := runComponents(ctx, d.log, comps, d.opts.DrainTimeout, func(cause error) {
@@ -133,25 +207,74 @@ func (d *Daemon) announceReady(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return nil
-	case <-d.loop.FirstPass():
+	case <-d.firstDone:
 	}
 	if err := d.notify.Ready(); err != nil {
 		d.log.Warn("sd_notify READY", "err", err)
 	}
+	d.mu.Lock()
+	d.ready = true
+	d.mu.Unlock()
 	d.status("")
 	d.log.Info("ready", "node", d.config().Node.Name)
 	<-ctx.Done()
 	return nil
 }
 
-// reconcile is one pass: snapshot, compute, apply the diff.
+// reconcile is one pass: snapshot, compute, apply.
 func (d *Daemon) reconcile(ctx context.Context) error {
 	cfg := d.config()
-	next := StaticDesired(cfg.Node.Labels, cfg.VIPs)
+	var links netif.State
+	if d.opts.Links != nil {
+		// The first pass must see the real interfaces, or READY=1 would
+		// come before anything is answered.
+		select {
+		case <-d.opts.Links.Ready():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		links = d.opts.Links.Snapshot()
+	}
+	d.health.Update(cfg.VIPs)
+	vips := make([]config.VIP, 0, len(cfg.VIPs))
+	for _, v := range cfg.VIPs {
+		if d.health.Healthy(v) {
+			vips = append(vips, v)
+		}
+	}
+	next := StaticDesired(cfg.Node.Labels, vips)
 	d.mu.Lock()
 	d.desired = next
+	d.unhealthy = len(cfg.VIPs) - len(vips)
 	d.mu.Unlock()
-	return d.applier.Apply(ctx, next)
+
+	err := d.applier.Apply(ctx, next)
+	if d.opts.L2 != nil {
+		l2err := d.opts.L2.Sync(ctx, links, l2Config(cfg.L2), l2Wanted(next))
+		if ctx.Err() == nil {
+			d.reportL2(l2err)
+		}
+		err = errors.Join(err, l2err)
+		st := d.opts.L2.Status()
+		d.mu.Lock()
+		d.announced = st
+		d.mu.Unlock()
+	}
+	if ctx.Err() != nil {
+		return err // stopping: not a finished pass
+	}
+	d.mu.Lock()
+	d.passErr = ""
+	if err != nil {
+		d.passErr = err.Error()
+	}
+	ready := d.ready
+	d.mu.Unlock()
+	d.firstOnce.Do(func() { close(d.firstDone) })
+	if ready {
+		d.status("")
+	}
+	return err
 }
 
 func (d *Daemon) config() *config.Config {
@@ -167,12 +290,30 @@ func (d *Daemon) status(phase string) {
 	if line == "" {
 		d.mu.Lock()
 		cfg, n, rerr := d.cfg, len(d.desired), d.reloadE
+		announced, unhealthy, perr := d.announced, d.unhealthy, d.passErr
 		d.mu.Unlock()
-		line = fmt.Sprintf("running: node %s, %d static VIPs, %d addresses eligible here",
-			cfg.Node.Name, len(cfg.VIPs), n)
+		line = fmt.Sprintf("running: node %s, %d static VIPs, ", cfg.Node.Name, len(cfg.VIPs))
+		if d.opts.L2 != nil {
+			line += announcedSummary(announced)
+		} else {
+			line += fmt.Sprintf("%d addresses eligible here", n)
+		}
+		if unhealthy > 0 {
+			line += fmt.Sprintf("; %d VIPs failing their health check", unhealthy)
+		}
+		if perr != "" {
+			line += "; last reconcile FAILED, retrying (see journal)"
+		}
 		if rerr != nil {
 			line += "; last reload FAILED, running the previous config (see journal)"
 		}
+	}
+	d.mu.Lock()
+	same := line == d.lastLine
+	d.lastLine = line
+	d.mu.Unlock()
+	if same {
+		return
 	}
 	if err := d.notify.Status(line); err != nil {
 		d.log.Warn("sd_notify STATUS", "err", err)

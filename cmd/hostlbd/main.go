@@ -17,6 +17,7 @@ import (
 	"github.com/hostlb/hostlb/daemon"
 	"github.com/hostlb/hostlb/daemon/config"
 	"github.com/hostlb/hostlb/daemon/version"
+	"github.com/hostlb/hostlb/netif"
 	"github.com/hostlb/hostlb/systemd"
 )
 
@@ -88,13 +89,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
-	d, err := daemon.New(daemon.Options{
+	// The Monitor's events trigger the daemon's reconcile loop. d is set
+	// before Run starts the Monitor, and OnChange only runs under Run.
+	var d *daemon.Daemon
+	links := netif.NewMonitor(netif.MonitorOptions{
+		Log:      log.With("component", "netlink"),
+		OnChange: func(reason string) { d.Trigger("netlink: " + reason) },
+	})
+	l2 := netif.NewL2(netif.L2Options{
+		Log: log.With("component", "l2"),
+		Local: netif.NewLocalAddrs(netif.LocalAddrsOptions{
+			Log: log.With("component", "local"),
+		}),
+	})
+	d, err = daemon.New(daemon.Options{
 		Config:   cfg,
 		Load:     func() (*config.Config, error) { return config.Load(*path) },
 		Reload:   reload,
 		Logger:   log,
 		LogLevel: level,
 		Notifier: systemd.NewNotifier(),
+		Links:    links,
+		L2:       l2,
 	})
 	if err != nil {
 		log.Error("start failed", "err", err)

@@ -36,9 +36,14 @@ insecure_plaintext = true
 enabled = false
 [metrics]
 listen = ""
+# The child runs in the test's own network namespace (as root in CI): it
+# must not answer ARP on the host's interfaces nor add hostlb0 there.
+[l2]
+interfaces = ["hlbt-none0"]
 [[vip]]
 name = "web"
 addresses = ["192.0.2.10"]
+local = false
 `
 
 func TestVersion(t *testing.T) {

@@ -1,0 +1,504 @@
+package netif
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrL2Closed is returned by L2.Sync after Close.
+var ErrL2Closed = errors.New("netif: L2 output closed")
+
+// L2Announcement is one address this node owns in L2 mode, as the
+// reconcile loop computed it.
+type L2Announcement struct {
+	Addr netip.Addr
+	// VIP names the owner (a static VIP or "namespace/service"), for logs.
+	VIP string
+	// Interfaces overrides the [l2] interfaces list for this address
+	// (names or "/regex/"); empty means [l2]'s. [l2] exclude still applies.
+	Interfaces []string
+	// Local makes the node hold the address on hostlb0 (see AddrManager).
+	// It is announced only while it is held: answering ARP for an address
+	// the node would drop only black-holes its traffic.
+	Local bool
+}
+
+// L2Config is the `[l2]` section (SPEC §4). It may change between Syncs
+// (a reload); the new timing applies to later bursts.
+type L2Config struct {
+	Interfaces         []string // names or "/regex/"; empty: every eligible interface
+	Exclude            []string // regular expressions
+	GratuitousCount    int      // GARP / unsolicited NA rounds on takeover; 0: none
+	GratuitousInterval time.Duration
+	RefreshInterval    time.Duration // periodic GARP / NA while owner; 0: off
+}
+
+// L2Options configure an L2 output.
+type L2Options struct {
+	// Log receives "announcing" / "stopped announcing" (info) and burst
+	// failures. Default: discard.
+	Log *slog.Logger
+	// Local holds `local = true` addresses. Nil: such addresses fail Sync
+	// and are not announced.
+	Local AddrManager
+	// ListenARP and ListenNDP open the packet sockets of the responders;
+	// defaults ListenARP and ListenNDP. Tests pass fakes.
+	ListenARP func(ifi *net.Interface) (PacketConn, error)
+	ListenNDP func(ifi *net.Interface) (PacketConn, error)
+}
+
+// L2Status is what one interface announces, for status lines and the
+// control socket.
+type L2Status struct {
+	Iface string
+	Addrs []netip.Addr // sorted
+}
+
+// L2 is the L2 output of the reconcile loop: it turns the set of owned
+// addresses and the current links into running responders. For every
+// eligible interface (Selector over the Monitor's State) that at least one
+// owned address is chosen for (InterfacesFor), it keeps one ARPResponder
+// (if an IPv4 address is chosen for it) and one NDPResponder (if an IPv6
+// one is), opened on first need and closed when no address needs them any
+// more, when the link goes away or stops being eligible, or when its name
+// or MAC changes (then reopened with the new MAC). Each responder owns
+// exactly the addresses chosen for its interface. An address new on an
+// interface (a takeover, or the link coming back) gets a gratuitous burst
+// in the background, cancelled when ownership ends, then an optional
+// periodic refresh.
+//
+// Sync is level-triggered: it takes the whole desired set and the whole
+// link state each time, so the reconcile loop calls it on every pass,
+// including passes caused only by a link change. Sync and Close are
+// serialised; Status may be called from any goroutine.
+type L2 struct {
+	opts L2Options
+	log  *slog.Logger
+
+	// ctx bounds every goroutine L2 starts (responders, bursts); Close
+	// cancels it and waits for wg.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex // guards everything below; held for a whole Sync or Close
+	closed    bool
+	ifaces    map[int]*l2Iface    // by link index
+	selectors map[string]Selector // compiled interface lists, by selectorKey
+}
+
+// l2Iface is the responders of one interface and what they announce.
+type l2Iface struct {
+	link  Link // as it was when the responders were opened
+	arp   Responder
+	ndp   Responder
+	addrs map[netip.Addr]*l2Addr // answered now
+}
+
+type l2Addr struct {
+	vip    string
+	cancel context.CancelFunc // stops the burst and refresh
+}
+
+// NewL2 returns an inert L2 output: nothing opens until the first Sync.
+func NewL2(opts L2Options) *L2 {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.ListenARP == nil {
+		opts.ListenARP = ListenARP
+	}
+	if opts.ListenNDP == nil {
+		opts.ListenNDP = ListenNDP
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &L2{
+		opts: opts, log: opts.Log, ctx: ctx, cancel: cancel,
+		ifaces: map[int]*l2Iface{}, selectors: map[string]Selector{},
+	}
+}
+
+// Sync makes the responders, their owned sets and the local addresses match
+// want over the links of st. It blocks on socket opens and on netlink (for
+// local addresses), never on bursts. It applies everything it can and
+// returns every failure joined; calling it again retries what failed
+// (sockets that would not open, local addresses).
+//
+// For local addresses it calls Local.Sync with all of them on every call,
+// an empty set too, so the first Sync after a crash clears what a previous
+// run left behind.
+func (l *L2) Sync(ctx context.Context, st State, cfg L2Config, want []L2Announcement) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrL2Closed
+	}
+	var errs []error
+	held, err := l.syncLocal(want)
+	if err != nil {
+		errs = append(errs, err)
+	}
+
+	// Where each address goes: link index -> address -> announcement.
+	plan := map[int]map[netip.Addr]L2Announcement{}
+	links := map[int]Link{}
+	eligible := map[string][]Link{} // by selector key, for this pass
+	for _, a := range want {
+		a.Addr = a.Addr.Unmap().WithZone("")
+		if a.Local && !held[a.Addr] {
+			continue // its error is in errs
+		}
+		key := selectorKey(a.Interfaces, cfg)
+		cands, ok := eligible[key]
+		if !ok {
+			sel, err := l.selector(key, a.Interfaces, cfg)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("announce %v (%s): %w", a.Addr, a.VIP, err))
+				continue
+			}
+			cands = sel.Eligible(st)
+			eligible[key] = cands
+		}
+		for _, link := range InterfacesFor(a.Addr, cands) {
+			if plan[link.Index] == nil {
+				plan[link.Index] = map[netip.Addr]L2Announcement{}
+			}
+			plan[link.Index][a.Addr] = a
+			links[link.Index] = link
+		}
+	}
+
+	// Interfaces that are gone, changed or no longer needed first, so a
+	// renamed or re-MACed link is reopened below.
+	for idx, ifc := range l.ifaces {
+		link, ok := links[idx]
+		switch {
+		case !ok:
+			if _, exists := st.Link(idx); exists {
+				l.closeIface(ifc, "no owned address chosen for it")
+			} else {
+				l.closeIface(ifc, "link gone")
+			}
+		case link.Name != ifc.link.Name || !bytes.Equal(link.MAC, ifc.link.MAC):
+			l.closeIface(ifc, "link renamed or MAC changed")
+		default:
+			continue
+		}
+		delete(l.ifaces, idx)
+	}
+
+	for _, idx := range slices.Sorted(maps.Keys(plan)) {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		ifc := l.ifaces[idx]
+		if ifc == nil {
+			ifc = &l2Iface{link: links[idx], addrs: map[netip.Addr]*l2Addr{}}
+			l.ifaces[idx] = ifc
+		}
+		errs = append(errs, l.syncIface(ifc, plan[idx], cfg))
+		if ifc.arp == nil && ifc.ndp == nil && len(ifc.addrs) == 0 {
+			delete(l.ifaces, idx)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// syncLocal hands every owned local address to the AddrManager and returns
+// what it holds afterwards.
+func (l *L2) syncLocal(want []L2Announcement) (map[netip.Addr]bool, error) {
+	var local []netip.Addr
+	for _, a := range want {
+		if a.Local {
+			local = append(local, a.Addr.Unmap().WithZone(""))
+		}
+	}
+	slices.SortFunc(local, netip.Addr.Compare)
+	local = slices.Compact(local)
+	held := map[netip.Addr]bool{}
+	if l.opts.Local == nil {
+		if len(local) > 0 {
+			return held, fmt.Errorf("hold local VIPs %v: no local address manager", local)
+		}
+		return held, nil
+	}
+	err := l.opts.Local.Sync(local)
+	if err != nil {
+		err = fmt.Errorf("hold local VIPs on %s: %w", LocalLinkName, err)
+		if isSysctlDenied(err) {
+			// The ARP sysctls IPv4 VIPs need cannot be set (read-only
+			// /proc/sys under ProtectKernelTunables): keep the IPv6 ones
+			// working rather than lose both families.
+			var v6 []netip.Addr
+			for _, a := range local {
+				if a.Is6() {
+					v6 = append(v6, a)
+				}
+			}
+			if len(v6) < len(local) {
+				if err6 := l.opts.Local.Sync(v6); err6 != nil {
+					err = errors.Join(err, fmt.Errorf("hold IPv6 local VIPs on %s: %w", LocalLinkName, err6))
+				}
+			}
+		}
+	}
+	for _, a := range l.opts.Local.Addrs() {
+		held[a] = true
+	}
+	return held, err
+}
+
+// isSysctlDenied reports whether err says a sysctl under /proc/sys could
+// not be written.
+func isSysctlDenied(err error) bool {
+	return strings.Contains(err.Error(), "net.ipv4.conf.") &&
+		(errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission))
+}
+
+// syncIface opens or closes the responders of one interface and sets what
+// they own; addresses new on it get a burst.
+func (l *L2) syncIface(ifc *l2Iface, want map[netip.Addr]L2Announcement, cfg L2Config) error {
+	var v4, v6 []netip.Addr
+	for a := range want {
+		if a.Is4() {
+			v4 = append(v4, a)
+		} else {
+			v6 = append(v6, a)
+		}
+	}
+	var errs []error
+	var err error
+	if ifc.arp, err = l.ensureResponder(ifc, ifc.arp, len(v4) > 0, false); err != nil {
+		errs = append(errs, err)
+	}
+	if ifc.ndp, err = l.ensureResponder(ifc, ifc.ndp, len(v6) > 0, true); err != nil {
+		errs = append(errs, err)
+	}
+	if ifc.arp != nil {
+		if err := ifc.arp.SetOwned(v4); err != nil {
+			errs = append(errs, fmt.Errorf("ARP on %q: %w", ifc.link.Name, err))
+		}
+	}
+	if ifc.ndp != nil {
+		if err := ifc.ndp.SetOwned(v6); err != nil {
+			errs = append(errs, fmt.Errorf("NDP on %q: %w", ifc.link.Name, err))
+		}
+	}
+
+	// Stop what no longer belongs here, or lost its responder.
+	for _, addr := range slices.SortedFunc(maps.Keys(ifc.addrs), netip.Addr.Compare) {
+		st := ifc.addrs[addr]
+		if _, ok := want[addr]; ok && ifc.responderFor(addr) != nil {
+			st.vip = want[addr].VIP
+			continue
+		}
+		st.cancel()
+		delete(ifc.addrs, addr)
+		l.log.Info("stopped announcing", "vip", st.vip, "addr", addr, "iface", ifc.link.Name)
+	}
+	// Start what is new here.
+	for _, addr := range slices.SortedFunc(maps.Keys(want), netip.Addr.Compare) {
+		r := ifc.responderFor(addr)
+		if _, ok := ifc.addrs[addr]; ok || r == nil {
+			continue
+		}
+		a := want[addr]
+		ctx, cancel := context.WithCancel(l.ctx)
+		ifc.addrs[addr] = &l2Addr{vip: a.VIP, cancel: cancel}
+		l.log.Info("announcing", "vip", a.VIP, "addr", addr, "iface", ifc.link.Name)
+		l.wg.Add(1)
+		go l.announce(ctx, r, ifc.link.Name, a, cfg)
+	}
+	return errors.Join(errs...)
+}
+
+func (ifc *l2Iface) responderFor(addr netip.Addr) Responder {
+	if addr.Is4() {
+		return ifc.arp
+	}
+	return ifc.ndp
+}
+
+// ensureResponder opens r when needed and missing, closes it when present
+// and not needed, and returns what the interface has afterwards.
+func (l *L2) ensureResponder(ifc *l2Iface, r Responder, need, v6 bool) (Responder, error) {
+	switch {
+	case need && r == nil:
+		ifi := &net.Interface{
+			Index: ifc.link.Index, Name: ifc.link.Name, MTU: ifc.link.MTU,
+			HardwareAddr: ifc.link.MAC, Flags: net.FlagUp | net.FlagBroadcast,
+		}
+		rc := ResponderConfig{Ifindex: ifc.link.Index, Ifname: ifc.link.Name,
+			HardwareAddr: ifc.link.MAC, Logger: l.log}
+		if v6 {
+			conn, err := l.opts.ListenNDP(ifi)
+			if err != nil {
+				return nil, err
+			}
+			r = NewNDPResponder(conn, rc)
+		} else {
+			conn, err := l.opts.ListenARP(ifi)
+			if err != nil {
+				return nil, err
+			}
+			r = NewARPResponder(conn, rc)
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			_ = r.Run(l.ctx) // returns nil once closed
+		}()
+		return r, nil
+	case !need && r != nil:
+		if err := r.Close(); err != nil {
+			l.log.Debug("close responder", "iface", ifc.link.Name, "err", err)
+		}
+		return nil, nil
+	}
+	return r, nil
+}
+
+// announce sends the takeover burst, then refreshes periodically, until
+// ctx is cancelled or the address stops being owned by r.
+func (l *L2) announce(ctx context.Context, r Responder, ifname string, a L2Announcement, cfg L2Config) {
+	defer l.wg.Done()
+	over := func(err error) bool {
+		return ctx.Err() != nil || errors.Is(err, ErrNotOwned) || errors.Is(err, ErrClosed)
+	}
+	if cfg.GratuitousCount > 0 {
+		err := r.Announce(ctx, a.Addr, cfg.GratuitousCount, cfg.GratuitousInterval)
+		if over(err) {
+			return
+		}
+		if err != nil {
+			l.log.Warn("gratuitous announcement failed", "vip", a.VIP, "addr", a.Addr, "iface", ifname, "err", err)
+		}
+	}
+	if cfg.RefreshInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(cfg.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := r.Announce(ctx, a.Addr, 1, 0)
+		if over(err) {
+			return
+		}
+		if err != nil {
+			l.log.Debug("refresh announcement failed", "vip", a.VIP, "addr", a.Addr, "iface", ifname, "err", err)
+		}
+	}
+}
+
+// closeIface stops every burst and responder of an interface.
+func (l *L2) closeIface(ifc *l2Iface, why string) {
+	for _, addr := range slices.SortedFunc(maps.Keys(ifc.addrs), netip.Addr.Compare) {
+		st := ifc.addrs[addr]
+		st.cancel()
+		l.log.Info("stopped announcing", "vip", st.vip, "addr", addr, "iface", ifc.link.Name, "reason", why)
+	}
+	clear(ifc.addrs)
+	for _, r := range []Responder{ifc.arp, ifc.ndp} {
+		if r == nil {
+			continue
+		}
+		if err := r.Close(); err != nil {
+			l.log.Debug("close responder", "iface", ifc.link.Name, "err", err)
+		}
+	}
+	ifc.arp, ifc.ndp = nil, nil
+}
+
+// selectorKey identifies an interface list with the exclude list it runs
+// under.
+func selectorKey(override []string, cfg L2Config) string {
+	allow := cfg.Interfaces
+	if len(override) > 0 {
+		allow = override
+	}
+	return strings.Join(allow, "\x00") + "\x01" + strings.Join(cfg.Exclude, "\x00")
+}
+
+// selector returns the compiled Selector of key, caching it: lists rarely
+// change (a reload), and passes are frequent.
+func (l *L2) selector(key string, override []string, cfg L2Config) (Selector, error) {
+	if s, ok := l.selectors[key]; ok {
+		return s, nil
+	}
+	allow := cfg.Interfaces
+	if len(override) > 0 {
+		allow = override
+	}
+	s, err := NewSelector(allow, cfg.Exclude)
+	if err != nil {
+		return Selector{}, err
+	}
+	if len(l.selectors) > 256 {
+		clear(l.selectors) // stale lists of earlier configs
+	}
+	l.selectors[key] = s
+	return s, nil
+}
+
+// Status returns what every interface announces now, ordered by interface
+// name. It waits for a running Sync to finish.
+func (l *L2) Status() []L2Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []L2Status
+	for _, ifc := range l.ifaces {
+		if len(ifc.addrs) == 0 {
+			continue
+		}
+		out = append(out, L2Status{
+			Iface: ifc.link.Name,
+			Addrs: slices.SortedFunc(maps.Keys(ifc.addrs), netip.Addr.Compare),
+		})
+	}
+	slices.SortFunc(out, func(a, b L2Status) int { return cmp.Compare(a.Iface, b.Iface) })
+	return out
+}
+
+// Close stops answering on every interface, waits for every goroutine it
+// started, then closes the AddrManager, which removes every local address
+// it added. It is idempotent; Sync fails after it.
+func (l *L2) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	for _, idx := range slices.Sorted(maps.Keys(l.ifaces)) {
+		l.closeIface(l.ifaces[idx], "stopping")
+	}
+	clear(l.ifaces)
+	l.cancel()
+	l.mu.Unlock()
+	l.wg.Wait()
+	if l.opts.Local != nil {
+		if err := l.opts.Local.Close(); err != nil {
+			return fmt.Errorf("remove local VIPs: %w", err)
+		}
+	}
+	return nil
+}
