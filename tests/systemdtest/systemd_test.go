@@ -138,6 +138,11 @@ func TestDebUnderSystemd(t *testing.T) {
 			t.Errorf("conffiles = %q, want /etc/hostlb/hostlb.toml", got)
 		}
 		run(t, "test", "-d", "/run/hostlb") // tmpfiles.d applied
+		// sysctl.d applied at once: the kernel stays quiet for local VIPs.
+		if got := strings.TrimSpace(run(t, "cat", "/proc/sys/net/ipv4/conf/all/arp_ignore",
+			"/proc/sys/net/ipv4/conf/all/arp_announce")); got != "1\n2" {
+			t.Errorf("arp_ignore, arp_announce after install = %q, want 1 and 2", got)
+		}
 		if got := strings.TrimSpace(run(t, "systemctl", "is-enabled", unit)); got != "enabled" {
 			t.Errorf("is-enabled = %q, want enabled", got)
 		}
