@@ -184,6 +184,23 @@ func TestKernelClients(t *testing.T) {
 		}
 	})
 
+	t.Run("ndisc6 while and after a link-local address appears", func(t *testing.T) {
+		// The same responders, no restart: a link-local address arriving
+		// (tentative during DAD, then usable) changes nothing for them.
+		k.node.MustRun("ip", "-6", "addr", "add", "fe80::1:100/64", "dev", "eth1")
+		t.Cleanup(func() { _, _ = k.node.Run("ip", "-6", "addr", "del", "fe80::1:100/64", "dev", "eth1") })
+		if macs := ndisc6(t, k.other, "eth0", labVIP6b); len(macs) != 1 || macs[0] != nodeMAC1 {
+			t.Errorf("during DAD: answers %v, want exactly one from %s", macs, nodeMAC1)
+		}
+		waitFor(t, "eth1 link-local usable", func() bool {
+			out := k.node.MustRun("ip", "-6", "addr", "show", "dev", "eth1")
+			return strings.Contains(out, "fe80::1:100") && !strings.Contains(out, "tentative")
+		})
+		if macs := ndisc6(t, k.other, "eth0", labVIP6b); len(macs) != 1 || macs[0] != nodeMAC1 {
+			t.Errorf("after DAD: answers %v, want exactly one from %s", macs, nodeMAC1)
+		}
+	})
+
 	t.Run("no reply on a non-chosen interface", func(t *testing.T) {
 		// other shares br1 with node eth1, whose responders do not own the
 		// eth0 VIPs.
