@@ -1,0 +1,188 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Profiles accepted in Config.Profile.
+const (
+	ProfileFast = "fast" // sub-second failure detection on a LAN (the default)
+	ProfileLAN  = "lan"  // memberlist.DefaultLANConfig
+	ProfileWAN  = "wan"  // memberlist.DefaultWANConfig
+)
+
+// KeySize is the length of Config.SecretKey: AES-256-GCM.
+const KeySize = 32
+
+// Config is everything a Ring needs, as plain values. The daemon fills it
+// from the [gossip] and [node] sections of hostlb.toml.
+type Config struct {
+	// NodeName names this node in the ring; it must be unique.
+	NodeName string
+	// Bind is the UDP+TCP address to listen on (ignored with a Transport).
+	// Port 0 picks a free port (tests).
+	Bind netip.AddrPort
+	// Advertise is the address peers use to reach this node. Zero means
+	// the bind address, or memberlist's choice of a private IP when the bind
+	// address is unspecified.
+	Advertise netip.AddrPort
+	// Join lists "host:port" seeds. The ring keeps trying them while it is
+	// alone.
+	Join []string
+	// SecretKey is the 32-byte AES-256-GCM ring key. Nil only with
+	// InsecurePlaintext.
+	SecretKey         []byte
+	InsecurePlaintext bool
+	// Profile is ProfileFast (also ""), ProfileLAN or ProfileWAN.
+	Profile string
+
+	// Initial metadata; change it later with SetLabels and SetHealth.
+	Labels  map[string]string
+	Version string
+	Health  Health
+
+	// Logger receives the ring's and memberlist's logs. Nil discards them.
+	Logger *slog.Logger
+	// Transport replaces memberlist's UDP/TCP NetTransport (gossiptest).
+	// The Ring shuts it down when it stops.
+	Transport memberlist.Transport
+
+	// OnChange is called after any member joins, leaves, dies, or changes
+	// its metadata or announced set. It runs on the Ring's own goroutine,
+	// never while a memberlist lock is held, one call at a time; it should
+	// not block (reconcile.Loop.Trigger is the intended callee).
+	OnChange func()
+	// OnEvent, if set, is called before OnChange with each member event,
+	// in order, on the same goroutine. For metrics and tests.
+	OnEvent func(Event)
+
+	// Overrides of the profile's timing; zero keeps the profile's value.
+	RejoinInterval   time.Duration // how often to re-join dead members and missing seeds
+	LeaveTimeout     time.Duration // how long Leave waits for its broadcast to go out
+	ReconnectTimeout time.Duration // how long a dead member is retried and kept in Members
+}
+
+// timing is the Ring's own schedule, beside memberlist's.
+type timing struct {
+	rejoin      time.Duration // period of the maintenance pass
+	minBackoff  time.Duration // first retry when the node is alone
+	leave       time.Duration // Leave and UpdateNode broadcast wait
+	reconnect   time.Duration
+	staleRepair time.Duration // how long an announced set may lag its meta before a pull
+}
+
+// profileConfig returns memberlist's configuration and the Ring's timing for
+// a profile. doc.go explains the fast numbers.
+func profileConfig(profile string) (*memberlist.Config, timing, error) {
+	switch profile {
+	case "", ProfileFast:
+		c := memberlist.DefaultLANConfig()
+		c.ProbeInterval = 100 * time.Millisecond
+		c.ProbeTimeout = 50 * time.Millisecond
+		c.SuspicionMult = 3
+		c.SuspicionMaxTimeoutMult = 2
+		c.IndirectChecks = 3
+		c.GossipInterval = 50 * time.Millisecond
+		c.GossipNodes = 3
+		c.RetransmitMult = 4
+		c.TCPTimeout = time.Second
+		c.PushPullInterval = 5 * time.Second
+		c.AwarenessMaxMultiplier = 8
+		c.GossipToTheDeadTime = 15 * time.Second
+		return c, timing{
+			rejoin:      2 * time.Second,
+			minBackoff:  100 * time.Millisecond,
+			leave:       time.Second,
+			reconnect:   24 * time.Hour,
+			staleRepair: time.Second,
+		}, nil
+	case ProfileLAN:
+		return memberlist.DefaultLANConfig(), timing{
+			rejoin:      30 * time.Second,
+			minBackoff:  time.Second,
+			leave:       2 * time.Second,
+			reconnect:   24 * time.Hour,
+			staleRepair: 5 * time.Second,
+		}, nil
+	case ProfileWAN:
+		return memberlist.DefaultWANConfig(), timing{
+			rejoin:      60 * time.Second,
+			minBackoff:  2 * time.Second,
+			leave:       5 * time.Second,
+			reconnect:   24 * time.Hour,
+			staleRepair: 15 * time.Second,
+		}, nil
+	}
+	return nil, timing{}, fmt.Errorf("gossip profile %q: want %q, %q or %q", profile, ProfileFast, ProfileLAN, ProfileWAN)
+}
+
+// validate returns every problem with c at once.
+func (c *Config) validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("node name is empty"))
+	}
+	if _, _, err := profileConfig(c.Profile); err != nil {
+		errs = append(errs, err)
+	}
+	switch {
+	case c.InsecurePlaintext && c.SecretKey != nil:
+		errs = append(errs, errors.New("both a secret key and insecure_plaintext are set"))
+	case !c.InsecurePlaintext && len(c.SecretKey) != KeySize:
+		errs = append(errs, fmt.Errorf("secret key is %d bytes, want %d (AES-256); set insecure_plaintext to run without one", len(c.SecretKey), KeySize))
+	}
+	if c.Transport == nil && !c.Bind.IsValid() {
+		errs = append(errs, errors.New("bind address is not set"))
+	}
+	if c.Health > HealthDraining {
+		errs = append(errs, fmt.Errorf("unknown health %d", c.Health))
+	}
+	for _, d := range []time.Duration{c.RejoinInterval, c.LeaveTimeout, c.ReconnectTimeout} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("negative duration %v", d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// memberlistConfig builds memberlist's configuration for r.
+// The returned writer is memberlist's log bridge, to close after Shutdown.
+func (r *Ring) memberlistConfig() (*memberlist.Config, *logWriter, error) {
+	c, _, err := profileConfig(r.cfg.Profile)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.Name = r.cfg.NodeName
+	if r.cfg.Bind.IsValid() {
+		c.BindAddr = r.cfg.Bind.Addr().String()
+		c.BindPort = int(r.cfg.Bind.Port())
+		// memberlist advertises BindPort unless told otherwise.
+		c.AdvertisePort = c.BindPort
+	}
+	if r.cfg.Advertise.IsValid() {
+		c.AdvertiseAddr = r.cfg.Advertise.Addr().String()
+		c.AdvertisePort = int(r.cfg.Advertise.Port())
+	}
+	if !r.cfg.InsecurePlaintext {
+		kr, err := memberlist.NewKeyring(nil, r.cfg.SecretKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		c.Keyring = kr
+		c.GossipVerifyIncoming = true
+		c.GossipVerifyOutgoing = true
+	}
+	c.Transport = r.cfg.Transport
+	c.Delegate = (*delegate)(r)
+	c.Events = (*events)(r)
+	var w *logWriter
+	c.Logger, w = newStdLogger(r.log)
+	c.LogOutput = nil
+	return c, w, nil
+}

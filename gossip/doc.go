@@ -1,0 +1,132 @@
+// Package gossip is hostlb's membership ring: every hostlbd runs one Ring, a
+// hashicorp/memberlist node, so that the daemons agree without a central
+// component which nodes are alive and what each of them announces (SPEC §4
+// [gossip], §6). The in-memory test network is in gossip/gossiptest.
+//
+// # Use
+//
+//	r, err := gossip.New(gossip.Config{NodeName: "n1", Bind: ..., SecretKey: key,
+//		Join: seeds, OnChange: func() { loop.Trigger("gossip") }})
+//	go r.Run(ctx)            // joins, re-joins, and on ctx done leaves gracefully
+//	r.SetAnnounced(ips)      // what this node announces now
+//	r.Members()              // the snapshot placement reads
+//
+// New is inert; Run owns every goroutine (memberlist's included) and returns
+// once they are gone. OnChange runs on the Ring's notifier goroutine, never
+// under a memberlist lock, so it may call Members.
+//
+// # What is gossiped, and where
+//
+// memberlist carries at most 512 bytes of node meta (MetaMaxSize), and a
+// node may announce thousands of IPs, so the metadata is split:
+//
+//   - Node meta (meta.go, format byte 1): Gen, health, a Leaving flag,
+//     AnnounceGen, AnnounceCount, version and labels. memberlist orders it by
+//     incarnation and delivers it with join/update events. New and SetLabels
+//     refuse labels that would overflow 512 bytes.
+//   - The announced set: split into chunks of ≤ 1000 bytes (~190 IPv4 or
+//     ~55 IPv6 addresses each) that ride memberlist's broadcast queue. A
+//     receiver assembles all chunks of one generation before it commits
+//     them, and relays each chunk the first time it sees it (memberlist
+//     sends user broadcasts only from the origin, RetransmitMult×log10(n)
+//     times). A newer generation invalidates the older chunks still queued.
+//   - Push-pull (LocalState/MergeRemoteState) carries every alive member's
+//     set, so anti-entropy repairs lost chunks every PushPullInterval; and a
+//     member whose set lags its meta's AnnounceGen for longer than a second
+//     (fast) is pulled at once by joining it (a join is a push-pull).
+//
+// Gen starts at the node's wall clock in nanoseconds and grows by one with
+// every local change, so a restarted node's generations stay above those its
+// peers remember; if a peer still reports a newer one (a clock set back),
+// the node jumps past it. Member.AnnouncedGen == Member.Meta.AnnounceGen
+// means the receiver holds exactly the set the node currently advertises.
+//
+// # Failure, leave, partition
+//
+// memberlist reports a failure and a graceful leave through the same
+// NotifyLeave, and v0.7.0 never fills Node.State (nodeState shadows it), so
+// a leaving node first gossips meta with Leaving set and then calls Leave:
+// peers report it StateLeft, not StateDead. memberlist also never re-contacts
+// a node it declared dead, so the Ring's join loop re-joins dead members
+// (for ReconnectTimeout, 24 h) every RejoinInterval, which merges the two
+// halves of a healed partition, and a node that is alone retries its seeds
+// with backoff from 100 ms up to RejoinInterval.
+//
+// # Profiles
+//
+// lan and wan are memberlist.DefaultLANConfig and DefaultWANConfig (crash to
+// dead ≈ 5–6 s on LAN, see reference/peer-systems.md §2.1). fast is:
+//
+//	ProbeInterval            100 ms   (LAN 1 s)
+//	ProbeTimeout              50 ms   (LAN 500 ms)
+//	SuspicionMult              3      (LAN 4)
+//	SuspicionMaxTimeoutMult    2      (LAN 6)
+//	IndirectChecks             3
+//	GossipInterval            50 ms   (LAN 200 ms)
+//	GossipNodes                3
+//	RetransmitMult             4
+//	TCPTimeout                 1 s    (LAN 10 s)
+//	PushPullInterval           5 s    (LAN 30 s)
+//	AwarenessMaxMultiplier     8
+//	GossipToTheDeadTime       15 s    (LAN 30 s)
+//	Ring: RejoinInterval 2 s, LeaveTimeout 1 s
+//
+// How memberlist turns these into a detection time (state.go probeNode and
+// suspectNode, util.go suspicionTimeout, suspicion.go):
+//
+//  1. Every node probes one member per ProbeInterval, round robin over a
+//     shuffled list. With n−1 live probers, some node probes the crashed one
+//     about once per ProbeInterval: wait ≈ 0–100 ms.
+//  2. The probe: direct UDP ping, after ProbeTimeout (50 ms) IndirectChecks
+//     (3) peers ping it too, plus a TCP ping; all wait until the end of the
+//     probe interval. Suspect after ≈ 100 ms.
+//  3. The suspicion timeout: min = SuspicionMult × max(1, log10(n)) ×
+//     ProbeInterval = 3 × 1 × 100 ms = 300 ms for n ≤ 10 (390 ms at n = 20);
+//     max = SuspicionMaxTimeoutMult × min = 600 ms (780 ms at n = 20). The
+//     timer starts at max and falls (logarithmically) to min once k =
+//     SuspicionMult − 2 = 1 other node independently confirms the suspicion
+//     (for n − 2 < k, i.e. 2-node rings, k = 0 and it starts at min).
+//     With n ≥ 3 the next prober fails its own probe ≈ 100–200 ms later, so
+//     the usual timeout is min.
+//  4. The dead message spreads at GossipInterval 50 ms to GossipNodes 3
+//     peers per round, relayed by every receiver: all of 20 nodes in ≈ 3
+//     rounds; the other nodes also run their own timers from the suspect
+//     message.
+//
+// So crash → dead everywhere ≈ 50 + 100 + 300 + 50 ≈ 500 ms for 3–10 nodes
+// (measured: 0.46–0.49 s in TestRingCrashDetectedWithinFastBound, 5 nodes),
+// ≈ 600 ms at 20 nodes; the worst case without any confirmation is ≈ 100 +
+// 100 + 600 + 100 = 900 ms (1.1 s at 20 nodes, which needs 18 live nodes to
+// all miss the dead one for 780 ms).
+//
+// Why not faster: a live node is declared dead only if it answers neither the
+// direct ping (50 ms) nor three indirect pings nor the TCP ping within 100 ms,
+// and then cannot refute the suspicion within 300–600 ms: it must be
+// unresponsive for ≈ 0.4–0.7 s. A shorter SuspicionMult or probe interval
+// would let an ordinary scheduling or GC hiccup on a loaded node flap its
+// IPs. SuspicionMult 3 (not 2) keeps k = 1: one prober alone, possibly the
+// slow one, cannot condemn a node at the minimum timeout. Lifeguard's
+// awareness (AwarenessMaxMultiplier 8) stretches a node's own probe interval
+// up to 800 ms when it misses nacks, so a starved node stops accusing healthy
+// ones. Measured with BenchmarkFalsePositivesUnderLoad (5 nodes on loopback
+// UDP/TCP, one process, 2 CPUs, false positives among nodes never killed):
+//
+//	idle, 30 s                                  0 suspicions, 0 dead
+//	8 busy processes (4× the CPUs), 20 s        0 suspicions, 0 dead
+//	2 busy goroutines in-process (1×), 10+30 s  6 suspicions, all refuted, 0 dead
+//	8 busy goroutines in-process (4×), 20–30 s  ≈ 4–6 suspicions/s, ≈ 0.2–0.5 dead/s
+//
+// Load from other processes (a node's workloads) does not disturb the ring:
+// the kernel wakes the daemon's mostly sleeping threads promptly. Load inside
+// the daemon's own Go scheduler is what hurts: its goroutines queue behind
+// spinning ones 10 ms at a time, and at 4× oversubscription ack round trips
+// exceed the 100 ms probe window. hostlbd must therefore keep CPU-heavy work
+// bounded (GOMAXPROCS-sized worker pools, no busy loops).
+//
+// Cost: 10 pings/s per node (plus acks, ≈ 100-byte packets), gossip packets
+// only while there is news, one TCP push-pull per node per 5 s (memberlist
+// stretches it above 32 nodes). TCPTimeout 1 s bounds a join or push-pull to
+// a dead address; PushPullInterval 5 s bounds how long a lost broadcast stays
+// lost; GossipToTheDeadTime 15 s keeps telling a wrongly declared node, so it
+// learns and refutes.
+package gossip

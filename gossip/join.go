@@ -1,0 +1,160 @@
+package gossip
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// joinLoop keeps the node in one ring:
+//   - while alone it tries every seed, backing off from minBackoff to the
+//     rejoin interval;
+//   - otherwise, every rejoin interval, it joins members it holds dead (a
+//     healed partition merges back; memberlist alone never re-contacts a
+//     dead node) and seeds that are not members;
+//   - every pass it pulls the state of members whose announced set lags
+//     their meta (a lost chunk), instead of waiting for push-pull.
+func (r *Ring) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
+	backoff := r.timing.minBackoff
+	nextJoin := time.Now()
+	wasAlone := false
+	var lastWarn time.Time
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		if now := time.Now(); !now.Before(nextJoin) {
+			targets := r.rejoinTargets(ml, now)
+			joined := joinAll(ml, targets, r.log.Debug)
+			alone := r.numAlive.Load() <= 1
+			switch {
+			case alone && len(targets) > 0:
+				// Warn once the backoff is at its cap, then once a minute.
+				if backoff >= r.timing.rejoin && now.Sub(lastWarn) >= time.Minute {
+					lastWarn = now
+					r.log.Warn("gossip: no seed or peer reachable; retrying", "node", r.cfg.NodeName, "tried", targets, "every", r.timing.rejoin)
+				}
+				nextJoin = now.Add(jitter(backoff))
+				backoff = min(2*backoff, r.timing.rejoin)
+			default:
+				if wasAlone && !alone {
+					r.log.Info("gossip joined the ring", "node", r.cfg.NodeName, "via", joined)
+				}
+				backoff = r.timing.minBackoff
+				nextJoin = now.Add(jitter(r.timing.rejoin))
+			}
+			wasAlone = alone
+		}
+		joinAll(ml, r.staleTargets(time.Now()), r.log.Debug)
+		timer.Reset(max(0, min(time.Until(nextJoin), r.timing.staleRepair)))
+	}
+}
+
+// rejoinTargets lists addresses to join: dead members within the reconnect
+// window, and seeds (all of them while alone, else those that are literal
+// addresses of no alive member). It also forgets members dead or left for
+// longer than the reconnect window.
+func (r *Ring) rejoinTargets(ml *memberlist.Memberlist, now time.Time) []string {
+	self := nodeAddr(ml.LocalNode())
+	var targets []string
+	alive := make(map[netip.AddrPort]bool)
+	r.mu.Lock()
+	for name, e := range r.members {
+		switch {
+		case !e.known:
+			// A set learned by push-pull for a node memberlist never
+			// reported (already reaped): forget it after a while.
+			if e.since.IsZero() {
+				e.since = now
+			} else if now.Sub(e.since) > 10*r.timing.rejoin {
+				delete(r.members, name)
+			}
+		case e.state == StateAlive:
+			alive[e.addr] = true
+		case now.Sub(e.since) > r.timing.reconnect:
+			delete(r.members, name)
+		case e.state == StateDead && e.addr.IsValid() && e.addr != self:
+			targets = append(targets, e.addr.String())
+		}
+	}
+	alone := r.numAlive.Load() <= 1
+	r.mu.Unlock()
+	for _, s := range r.cfg.Join {
+		ap, err := netip.ParseAddrPort(s)
+		if err == nil {
+			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			if ap == self || (!alone && alive[ap]) {
+				continue
+			}
+		} else if !alone {
+			// A host name: only needed while alone.
+			continue
+		}
+		targets = append(targets, s)
+	}
+	slices.Sort(targets)
+	return slices.Compact(targets)
+}
+
+// staleTargets lists alive members whose announced set has lagged their
+// meta for staleRepair; joining one is a push-pull with it.
+func (r *Ring) staleTargets(now time.Time) []string {
+	var targets []string
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, e := range r.members {
+		if !e.known || name == r.cfg.NodeName || e.state != StateAlive || e.meta.AnnounceGen <= e.set.gen {
+			e.staleSince = time.Time{}
+			continue
+		}
+		switch {
+		case e.staleSince.IsZero():
+			e.staleSince = now
+		case now.Sub(e.staleSince) >= r.timing.staleRepair:
+			e.staleSince = now
+			targets = append(targets, e.addr.String())
+		}
+	}
+	return targets
+}
+
+// joinAll joins each target on its own goroutine (a dead address costs a
+// TCP timeout) and returns those that answered.
+func joinAll(ml *memberlist.Memberlist, targets []string, debug func(string, ...any)) []string {
+	if len(targets) == 0 {
+		return nil
+	}
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex // guards ok
+		ok []string
+	)
+	for _, t := range targets {
+		wg.Go(func() {
+			if _, err := ml.Join([]string{t}); err != nil {
+				debug("gossip join failed", "peer", t, "err", err)
+				return
+			}
+			mu.Lock()
+			ok = append(ok, t)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.Sort(ok)
+	return ok
+}
+
+// jitter spreads d by ±20% so that nodes do not retry in lockstep.
+func jitter(d time.Duration) time.Duration {
+	return d - d/5 + rand.N(2*d/5+1)
+}

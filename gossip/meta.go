@@ -1,0 +1,356 @@
+package gossip
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// formatV1 is the first byte of every encoding in this file. Decoders reject
+// other formats; fields added within format 1 go at the end, and decoders
+// ignore trailing bytes, so an older node reads a newer node's meta.
+const formatV1 = 1
+
+// Message kinds after the format byte of a user message or push-pull state.
+const (
+	kindChunk byte = 1 // one chunk of a node's announced set (broadcast)
+	kindState byte = 2 // every announced set this node knows (push-pull)
+)
+
+const flagLeaving = 1 << 0
+
+// chunkBudget bounds one encoded chunk so that it fits a gossip packet
+// (UDPBufferSize 1400 less encryption, label and compound overhead) with room
+// to spare. memberlist never sends a broadcast larger than the packet.
+const chunkBudget = 1000
+
+// maxChunks bounds what a receiver will assemble for one node: 4096 chunks of
+// ~190 IPv4 addresses is ~780,000 addresses.
+const maxChunks = 4096
+
+// Health is what a node says about its own fitness to announce IPs.
+type Health uint8
+
+const (
+	// HealthOK means the node may announce IPs. The zero value.
+	HealthOK Health = iota
+	// HealthNotReady means the node runs but must not be given IPs yet (no
+	// first reconcile, no Kubernetes sync, failed local checks).
+	HealthNotReady
+	// HealthDraining means the node is stopping; move its IPs away.
+	HealthDraining
+)
+
+func (h Health) String() string {
+	switch h {
+	case HealthOK:
+		return "ok"
+	case HealthNotReady:
+		return "not-ready"
+	case HealthDraining:
+		return "draining"
+	}
+	return fmt.Sprintf("health(%d)", uint8(h))
+}
+
+// Meta is a node's gossiped metadata: the compact summary that rides in
+// memberlist's node meta (at most memberlist.MetaMaxSize = 512 bytes). The
+// announced set itself travels separately (see doc.go).
+type Meta struct {
+	// Gen increases with every change of the node's metadata. It starts at
+	// the node's wall clock in nanoseconds so that a restarted node's
+	// generations stay above the ones its peers remember.
+	Gen     uint64
+	Version string
+	Labels  map[string]string
+	Health  Health
+	// Leaving is set by a node that is leaving the ring gracefully, just
+	// before it leaves: memberlist does not tell its event delegate whether
+	// a node left or failed (Node.State is never set), this flag does.
+	Leaving bool
+	// AnnounceGen is the Gen at which the announced set last changed;
+	// Member.AnnouncedGen equal to it means the receiver holds that set.
+	AnnounceGen   uint64
+	AnnounceCount int
+}
+
+// encodeMeta encodes m in format 1:
+//
+//	format(1) uvarint(Gen) health(1) flags(1) uvarint(AnnounceGen) uvarint(AnnounceCount)
+//	string(Version) uvarint(len(Labels)) {string(key) string(value)} sorted by key
+//
+// where string is uvarint(len) followed by the bytes, and flags bit 0 is
+// Leaving.
+func encodeMeta(m Meta) ([]byte, error) {
+	b := []byte{formatV1}
+	b = binary.AppendUvarint(b, m.Gen)
+	b = append(b, byte(m.Health))
+	var flags byte
+	if m.Leaving {
+		flags |= flagLeaving
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, m.AnnounceGen)
+	b = binary.AppendUvarint(b, uint64(m.AnnounceCount))
+	b = appendString(b, m.Version)
+	b = binary.AppendUvarint(b, uint64(len(m.Labels)))
+	for _, k := range slices.Sorted(maps.Keys(m.Labels)) {
+		b = appendString(b, k)
+		b = appendString(b, m.Labels[k])
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("node metadata is %d bytes, memberlist allows %d: shorten the labels or the version", len(b), memberlist.MetaMaxSize)
+	}
+	return b, nil
+}
+
+func decodeMeta(b []byte) (Meta, error) {
+	var m Meta
+	d := decoder{b: b}
+	if f := d.byte(); d.err == nil && f != formatV1 {
+		return Meta{}, fmt.Errorf("node metadata format %d: this node reads only format %d", f, formatV1)
+	}
+	m.Gen = d.uvarint()
+	m.Health = Health(d.byte())
+	m.Leaving = d.byte()&flagLeaving != 0
+	m.AnnounceGen = d.uvarint()
+	m.AnnounceCount = d.count(1 << 30)
+	m.Version = d.string()
+	n := d.count(len(b))
+	if n > 0 {
+		m.Labels = make(map[string]string, n)
+	}
+	for range n {
+		k := d.string()
+		m.Labels[k] = d.string()
+	}
+	if d.err != nil {
+		return Meta{}, fmt.Errorf("decode node metadata: %w", d.err)
+	}
+	return m, nil
+}
+
+// chunk is one piece of a node's announced set, small enough for a packet.
+type chunk struct {
+	node       string
+	gen        uint64
+	idx, total int
+	addrs      []netip.Addr
+}
+
+// encodeChunks splits a sorted announced set into broadcastable chunks:
+//
+//	format(1) kindChunk(1) string(node) uvarint(gen) uvarint(idx) uvarint(total)
+//	uvarint(count) {addr}
+//
+// where addr is 4 followed by 4 bytes or 16 followed by 16 bytes. An empty
+// set is one chunk with no addresses.
+func encodeChunks(node string, gen uint64, addrs []netip.Addr) [][]byte {
+	header := func(idx, total int) []byte {
+		b := []byte{formatV1, kindChunk}
+		b = appendString(b, node)
+		b = binary.AppendUvarint(b, gen)
+		b = binary.AppendUvarint(b, uint64(idx))
+		return binary.AppendUvarint(b, uint64(total))
+	}
+	// Split first, then encode: the header depends on the total.
+	var groups [][]netip.Addr
+	room := chunkBudget - len(header(maxChunks, maxChunks)) - binary.MaxVarintLen32
+	start, size := 0, 0
+	for i, a := range addrs {
+		if s := addrSize(a); size+s > room {
+			groups = append(groups, addrs[start:i])
+			start, size = i, 0
+		}
+		size += addrSize(a)
+	}
+	groups = append(groups, addrs[start:])
+	out := make([][]byte, len(groups))
+	for i, g := range groups {
+		b := header(i, len(groups))
+		b = binary.AppendUvarint(b, uint64(len(g)))
+		for _, a := range g {
+			b = appendAddr(b, a)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+// decodeChunk decodes a message that starts after the format and kind bytes.
+func decodeChunk(b []byte) (chunk, error) {
+	d := decoder{b: b}
+	c := chunk{node: d.string(), gen: d.uvarint()}
+	c.idx = d.count(maxChunks)
+	c.total = d.count(maxChunks)
+	n := d.count(len(b))
+	c.addrs = make([]netip.Addr, 0, n)
+	for range n {
+		c.addrs = append(c.addrs, d.addr())
+	}
+	if d.err == nil && (c.total == 0 || c.idx >= c.total || c.node == "") {
+		d.err = fmt.Errorf("chunk %d of %d for node %q", c.idx, c.total, c.node)
+	}
+	if d.err != nil {
+		return chunk{}, fmt.Errorf("decode announced-set chunk: %w", d.err)
+	}
+	return c, nil
+}
+
+// announcedSet is one node's announced IPs at a generation.
+type announcedSet struct {
+	gen   uint64
+	addrs []netip.Addr
+}
+
+// encodeState encodes every known announced set for push-pull:
+//
+//	format(1) kindState(1) uvarint(n) {string(node) uvarint(gen) uvarint(count) {addr}}
+func encodeState(sets map[string]announcedSet) []byte {
+	b := []byte{formatV1, kindState}
+	b = binary.AppendUvarint(b, uint64(len(sets)))
+	for _, node := range slices.Sorted(maps.Keys(sets)) {
+		s := sets[node]
+		b = appendString(b, node)
+		b = binary.AppendUvarint(b, s.gen)
+		b = binary.AppendUvarint(b, uint64(len(s.addrs)))
+		for _, a := range s.addrs {
+			b = appendAddr(b, a)
+		}
+	}
+	return b
+}
+
+// decodeState decodes push-pull state, including its format and kind bytes.
+func decodeState(b []byte) (map[string]announcedSet, error) {
+	d := decoder{b: b}
+	if f, k := d.byte(), d.byte(); d.err == nil && (f != formatV1 || k != kindState) {
+		return nil, fmt.Errorf("decode gossip state: format %d kind %d: this node reads format %d kind %d", f, k, formatV1, kindState)
+	}
+	n := d.count(len(b))
+	sets := make(map[string]announcedSet, n)
+	for range n {
+		node := d.string()
+		s := announcedSet{gen: d.uvarint()}
+		c := d.count(len(b))
+		s.addrs = make([]netip.Addr, 0, c)
+		for range c {
+			s.addrs = append(s.addrs, d.addr())
+		}
+		if d.err != nil {
+			break
+		}
+		slices.SortFunc(s.addrs, netip.Addr.Compare)
+		s.addrs = slices.Compact(s.addrs)
+		sets[node] = s
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("decode gossip state: %w", d.err)
+	}
+	return sets, nil
+}
+
+// normalizeAddrs returns a sorted, de-duplicated copy of addrs with invalid
+// addresses dropped, IPv4-mapped IPv6 unmapped and zones removed.
+func normalizeAddrs(addrs []netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if a.IsValid() {
+			out = append(out, a.Unmap().WithZone(""))
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+func addrSize(a netip.Addr) int { return 1 + a.BitLen()/8 }
+
+func appendAddr(b []byte, a netip.Addr) []byte {
+	s := a.AsSlice()
+	b = append(b, byte(len(s)))
+	return append(b, s...)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+var errShort = errors.New("message too short")
+
+// decoder reads the encodings above; the first error sticks and later reads
+// return zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 1 {
+		d.err = errShort
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errors.New("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a length and checks it against limit, so that a corrupt
+// message cannot make the decoder allocate without bound.
+func (d *decoder) count(limit int) int {
+	v := d.uvarint()
+	if d.err == nil && v > uint64(limit) {
+		d.err = fmt.Errorf("count %d exceeds %d", v, limit)
+		return 0
+	}
+	return int(v)
+}
+
+func (d *decoder) string() string {
+	v := d.uvarint()
+	if d.err == nil && v > uint64(len(d.b)) {
+		d.err = errShort
+	}
+	if d.err != nil {
+		return ""
+	}
+	n := int(v)
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) addr() netip.Addr {
+	n := int(d.byte())
+	if d.err != nil {
+		return netip.Addr{}
+	}
+	if (n != 4 && n != 16) || len(d.b) < n {
+		d.err = fmt.Errorf("bad address length %d", n)
+		return netip.Addr{}
+	}
+	a, _ := netip.AddrFromSlice(d.b[:n])
+	d.b = d.b[n:]
+	return a
+}

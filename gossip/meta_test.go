@@ -1,0 +1,202 @@
+package gossip
+
+import (
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/memberlist"
+	"pgregory.net/rapid"
+)
+
+func TestMetaRoundTrip(t *testing.T) {
+	for _, m := range []Meta{
+		{},
+		{Gen: 1 << 62, Version: "v1.2.3", Labels: map[string]string{"rack": "a1", "zone": ""}, Health: HealthDraining, Leaving: true, AnnounceGen: 99, AnnounceCount: 3000},
+	} {
+		b, err := encodeMeta(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b[0] != formatV1 {
+			t.Errorf("format byte %d", b[0])
+		}
+		got, err := decodeMeta(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(m, got); d != "" {
+			t.Errorf("round trip (-want +got):\n%s", d)
+		}
+		// Fields added later in format 1 go at the end: trailing bytes are
+		// ignored.
+		if got2, err := decodeMeta(append(b, 0xff, 0x01)); err != nil || !cmp.Equal(got, got2) {
+			t.Errorf("with trailing bytes: %v %v", got2, err)
+		}
+		for i := range len(b) - 1 {
+			if _, err := decodeMeta(b[:i]); err == nil && i < len(b)-1 {
+				// Truncation before the labels' count must fail.
+				if i < 6 {
+					t.Errorf("truncated to %d bytes: no error", i)
+				}
+			}
+		}
+	}
+	if _, err := decodeMeta([]byte{2, 0, 0}); err == nil || !strings.Contains(err.Error(), "format 2") {
+		t.Errorf("format 2: %v", err)
+	}
+}
+
+func TestMetaTooLarge(t *testing.T) {
+	labels := map[string]string{"k": strings.Repeat("v", memberlist.MetaMaxSize)}
+	if _, err := encodeMeta(Meta{Labels: labels}); err == nil {
+		t.Error("oversized meta: no error")
+	}
+	if _, err := New(Config{NodeName: "x", InsecurePlaintext: true, Transport: nil, Bind: netip.MustParseAddrPort("127.0.0.1:0"), Labels: labels}); err == nil {
+		t.Error("New with oversized labels: no error")
+	}
+}
+
+func genAddrs(t *rapid.T, label string) []netip.Addr {
+	return rapid.SliceOfN(rapid.Custom(func(t *rapid.T) netip.Addr {
+		if rapid.Bool().Draw(t, "v6") {
+			return netip.AddrFrom16([16]byte(rapid.SliceOfN(rapid.Byte(), 16, 16).Draw(t, "b16")))
+		}
+		return netip.AddrFrom4([4]byte(rapid.SliceOfN(rapid.Byte(), 4, 4).Draw(t, "b4")))
+	}), 0, 2500).Draw(t, label)
+}
+
+// Chunks fit a packet and reassemble, in any order, to the normalized set.
+func TestChunksProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		set := normalizeAddrs(genAddrs(t, "addrs"))
+		node := rapid.StringMatching(`[a-z0-9.-]{1,63}`).Draw(t, "node")
+		gen := rapid.Uint64().Draw(t, "gen")
+		msgs := encodeChunks(node, gen, set)
+		order := rapid.Permutation(msgs).Draw(t, "order")
+		parts := make([][]netip.Addr, len(msgs))
+		for _, m := range order {
+			if len(m) > chunkBudget {
+				t.Fatalf("chunk of %d bytes > budget %d", len(m), chunkBudget)
+			}
+			c, err := decodeChunk(m[2:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.node != node || c.gen != gen || c.total != len(msgs) {
+				t.Fatalf("header %+v", c)
+			}
+			parts[c.idx] = c.addrs
+		}
+		if got := normalizeAddrs(slices.Concat(parts...)); !slices.Equal(got, set) {
+			t.Fatalf("reassembled %d addrs, want %d", len(got), len(set))
+		}
+	})
+}
+
+func TestStateProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		sets := make(map[string]announcedSet)
+		for i := range rapid.IntRange(0, 5).Draw(t, "nodes") {
+			sets[string(rune('a'+i))] = announcedSet{
+				gen:   rapid.Uint64().Draw(t, "gen"),
+				addrs: normalizeAddrs(genAddrs(t, "addrs")),
+			}
+		}
+		got, err := decodeState(encodeState(sets))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(sets, got, cmp.AllowUnexported(announcedSet{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+			t.Fatalf("state round trip:\n%s", d)
+		}
+	})
+}
+
+func TestNormalizeAddrs(t *testing.T) {
+	in := []netip.Addr{
+		netip.MustParseAddr("192.0.2.2"), {}, netip.MustParseAddr("::ffff:192.0.2.1"),
+		netip.MustParseAddr("fe80::1%eth0"), netip.MustParseAddr("192.0.2.2"),
+	}
+	want := addrs("192.0.2.1", "192.0.2.2", "fe80::1")
+	if got := normalizeAddrs(in); !slices.Equal(got, want) {
+		t.Errorf("normalizeAddrs = %v, want %v", got, want)
+	}
+}
+
+func FuzzDecodeMeta(f *testing.F) {
+	b, _ := encodeMeta(Meta{Gen: 5, Version: "v", Labels: map[string]string{"a": "b"}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMeta(b)
+		if err != nil {
+			return
+		}
+		// What decodes re-encodes to something that decodes the same
+		// (unless the labels were duplicated or it is over the limit).
+		b2, err := encodeMeta(m)
+		if err != nil {
+			return
+		}
+		m2, err := decodeMeta(b2)
+		if err != nil || !cmp.Equal(m, m2) {
+			t.Fatalf("re-decode: %v %v vs %v", err, m, m2)
+		}
+	})
+}
+
+func FuzzDecodeGossip(f *testing.F) {
+	for _, m := range encodeChunks("n1", 7, addrs("192.0.2.1", "2001:db8::1")) {
+		f.Add(m)
+	}
+	f.Add(encodeState(map[string]announcedSet{"n1": {gen: 3, addrs: addrs("192.0.2.1")}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) >= 2 && b[1] == kindChunk {
+			if c, err := decodeChunk(b[2:]); err == nil && (c.idx >= c.total || c.node == "") {
+				t.Fatalf("accepted a bad chunk %+v", c)
+			}
+		}
+		_, _ = decodeState(b)
+	})
+}
+
+func TestParseLogLine(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		level slog.Level
+		msg   string
+	}{
+		{"[DEBUG] memberlist: Stream connection from=1.2.3.4:5\n", slog.LevelDebug, "Stream connection from=1.2.3.4:5"},
+		{"[INFO] memberlist: Suspect n3 has failed, no acks received\n", slog.LevelInfo, "Suspect n3 has failed, no acks received"},
+		{"[WARN] memberlist: Refuting a suspect message (from: n4)\n", slog.LevelWarn, "Refuting a suspect message (from: n4)"},
+		{"[ERR] memberlist: Failed fallback TCP ping: x\n", slog.LevelError, "Failed fallback TCP ping: x"},
+		{"[ERROR] memberlist: y", slog.LevelError, "y"},
+		{"[TRACE] memberlist: z", LevelTrace, "z"},
+		{"no level at all", slog.LevelInfo, "no level at all"},
+		{"[ODD] memberlist: w", slog.LevelInfo, "[ODD] memberlist: w"},
+	} {
+		level, msg := parseLogLine(tc.in)
+		if level != tc.level || msg != tc.msg {
+			t.Errorf("parseLogLine(%q) = %v %q, want %v %q", tc.in, level, msg, tc.level, tc.msg)
+		}
+	}
+}
+
+func TestLogBridge(t *testing.T) {
+	var sb strings.Builder
+	l, w := newStdLogger(slog.New(slog.NewTextHandler(&sb, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	l.Printf("[DEBUG] memberlist: hidden")
+	l.Printf("[WARN] memberlist: shown %d", 1)
+	w.Close()
+	l.Printf("[ERR] memberlist: after close")
+	out := sb.String()
+	if strings.Contains(out, "after close") {
+		t.Errorf("logged after Close:\n%s", out)
+	}
+	if strings.Contains(out, "hidden") || !strings.Contains(out, `level=WARN msg="shown 1" component=memberlist`) {
+		t.Errorf("bridged output:\n%s", out)
+	}
+}
