@@ -19,9 +19,14 @@
 //     holds no other IP of the same Service takes it; if every alive
 //     eligible node already holds one, the alive eligible node with the
 //     lowest hash(node, ip) at all. With no alive eligible node, nobody.
+//   - Sticky fallbacks: a request may name its Current owner (the node
+//     that announces it now, from the ring's metadata). An IP whose
+//     preferred node is dead stays on Current while Current is alive,
+//     eligible and holds no other IP of the Service.
 //   - The order of resolution is fixed: first every IP whose preferred node
-//     is alive goes to it; then the other IPs take fallbacks in slot order,
-//     each seeing the holdings assigned before it.
+//     is alive goes to it; then every sticky IP stays, in slot order; then
+//     the other IPs take fallbacks in slot order, each seeing the holdings
+//     assigned before it.
 //   - BGP: every alive eligible node owns the IP.
 //
 // The hash (FNV-1a 64 over a length-prefixed encoding, murmur3 finaliser)
@@ -33,7 +38,8 @@
 //
 // These hold for every input and are checked by the property tests (at
 // least 1,000 random cases each). "View" below means the alive set, with the
-// requests (and so every Eligible) unchanged.
+// requests (and so every Eligible) unchanged. 2 and 3 are stated first
+// without Current (what a stateless rule can promise), then with it.
 //
 //  1. With agreeing views, every L2 IP with at least one alive eligible node
 //     has exactly one owner, which is alive and eligible; every other L2 IP
@@ -63,6 +69,13 @@
 //     rule adds on top of that unavoidable move is re-packing: with another
 //     preferred node of the Service still dead, z's return frees the node
 //     z's own IP had fallen back to, and a later fallback may move onto it.
+//     2'. With Current taken from the converged previous placement (what a
+//     running cluster gossips), losing a node moves exactly the IPs it held.
+//     A placement is a fixpoint of itself: announcing it changes nothing.
+//     3'. With Current likewise, adding a node moves exactly the IPs it is
+//     preferred for (and gives owners to IPs nobody could announce), except
+//     in a Service that had more IPs than alive eligible nodes, where
+//     distinct owners (4) take precedence over staying put.
 //  4. If a Service's IPs share one Eligible set and N ≤ the number of alive
 //     eligible nodes, its N IPs have N distinct owners.
 //  5. Shuffling the requests or any Eligible list changes nothing.

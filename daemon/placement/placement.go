@@ -43,6 +43,12 @@ type Request struct {
 	// alive or not. It is a set: order and duplicates do not matter. Place
 	// does not modify or retain it.
 	Eligible []string
+	// Current is the node that announces the IP now, as the ring's metadata
+	// says ("" when none or more than one does). An L2 IP whose preferred
+	// node is dead stays with Current while Current is alive, eligible and
+	// holds no other IP of the Service: an IP on a fallback node does not
+	// move because some other node failed or came back.
+	Current string
 }
 
 // Assignment is the placement of one IP.
@@ -243,7 +249,9 @@ func sameSlice(x, y []string) bool {
 }
 
 // placeService places the L2 IPs of one Service, all[group] in slot order: first
-// every IP whose preferred node is alive goes to it, then the others, in
+// every IP whose preferred node is alive goes to it, then every other IP
+// whose Current node is alive, eligible and not yet holding an IP of the
+// Service stays there, then the rest, in
 // slot order, to the alive eligible node with the lowest hash(node, ip)
 // that holds no other IP of the Service yet — or, when every alive
 // eligible node already holds one, the lowest hash(node, ip) of all.
@@ -273,6 +281,24 @@ func placeService(all []work, group []int32, held map[string]struct{}) map[strin
 	for _, i := range group {
 		if w := &all[i]; w.owner >= 0 {
 			held[w.name(w.owner)] = struct{}{}
+		}
+	}
+	// Sticky: an orphaned IP stays where it is announced now, so a second
+	// failure or a return never reshuffles the Service's other fallbacks.
+	for _, i := range group {
+		w := &all[i]
+		if w.req.Mode != L2 || w.owner >= 0 || w.req.Current == "" {
+			continue
+		}
+		if _, taken := held[w.req.Current]; taken {
+			continue
+		}
+		for k, n := range w.nodes {
+			if n.alive && w.name(k) == w.req.Current {
+				w.owner = k
+				held[w.req.Current] = struct{}{}
+				break
+			}
 		}
 	}
 	for _, i := range group {
