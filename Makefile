@@ -61,7 +61,9 @@ test-root: $(NFPM) ## Tests under tests/ (systemd-nspawn, packages, lab); skip u
 
 .PHONY: bench
 bench: ## Benchmarks.
-	$(GO) test -run '^$$' -bench . -benchmem $(TESTFLAGS) ./...
+	$(GO) test -run '^$$' -bench . -benchmem $(TESTFLAGS) ./daemon/... ./netif/...
+	@if [ "$$(id -u)" != 0 ]; then echo "bench: not root, the ARP/NDP lab benchmark (tests/bench) will skip"; fi
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m $(TESTFLAGS) ./tests/bench/...
 
 .PHONY: packages deb rpm
 packages: deb rpm ## Build dist/hostlb_<v>_amd64.deb and dist/hostlb-<v>.x86_64.rpm.
