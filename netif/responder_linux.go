@@ -20,7 +20,7 @@ func ListenARP(ifi *net.Interface) (PacketConn, error) {
 		return nil, fmt.Errorf("listen ARP on %q: %w", ifi.Name, err)
 	}
 	ignoreOutgoing(c)
-	return c, nil
+	return blocking(c, ifi.Name)
 }
 
 // ListenNDP opens the packet socket an NDPResponder reads and writes: IPv6
@@ -37,7 +37,7 @@ func ListenNDP(ifi *net.Interface) (PacketConn, error) {
 		return nil, fmt.Errorf("listen NDP on %q: %w", ifi.Name, err)
 	}
 	ignoreOutgoing(c)
-	return c, nil
+	return blocking(c, ifi.Name)
 }
 
 // nsFilter accepts Ethernet frames carrying IPv6 with next header ICMPv6 and
@@ -65,4 +65,13 @@ func ignoreOutgoing(c *packet.Conn) {
 	_ = rc.Control(func(fd uintptr) {
 		_ = unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
 	})
+}
+
+func blocking(c *packet.Conn, ifname string) (PacketConn, error) {
+	b, err := newBlockingConn(c)
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("packet socket on %q: %w", ifname, err)
+	}
+	return b, nil
 }
