@@ -55,6 +55,24 @@ type Options struct {
 	// daemon closes it after the reconcile loop has stopped. It requires
 	// Links.
 	L2 Announcer
+	// Ring is this node's seat in the gossip ring (*gossip.Ring built from
+	// RingConfig, its OnChange wired to Trigger). With a ring, static VIPs
+	// are placed over the cluster (cluster.go, ownership.go); without one
+	// (tests, a ring-less node) the node announces every VIP it is
+	// eligible for. The daemon runs it before the L2 output, so it is left
+	// only after every answer stopped.
+	Ring Ring
+	// HandoverTimeout bounds how long a node keeps answering an IP it lost
+	// (on SIGTERM, or to a returning preferred node) while waiting for the
+	// next owner to announce it; default 3 s.
+	HandoverTimeout time.Duration
+	// SettleTimeout bounds how long a starting node with seeds waits to
+	// see the ring before it takes IPs alone; default 2 s.
+	SettleTimeout time.Duration
+	// DisagreementGrace is how long two owners or none for an IP are
+	// normal (a failover or handover in flight) before they are logged;
+	// default 2 s.
+	DisagreementGrace time.Duration
 	// Components run beside the core ones, started after them (so stopped
 	// before them).
 	Components []Component
@@ -101,6 +119,9 @@ type Daemon struct {
 	// keeps failing (say, sysctls it cannot set); STATUS says it failed.
 	firstDone chan struct{}
 	firstOnce sync.Once
+	// drained is closed by the first draining pass that leaves no L2 IP.
+	drained   chan struct{}
+	drainOnce sync.Once
 
 	mu        sync.Mutex // guards the fields below
 	cfg       *config.Config
@@ -112,6 +133,11 @@ type Daemon struct {
 	reloadE   error            // the last reload's error, shown in STATUS until the next success
 	ready     bool             // READY=1 sent: passes may update STATUS
 	lastLine  string           // the STATUS line last sent
+	ring      ringState        // written only by the reconcile loop (and handover's draining)
+
+	timer        *time.Timer // wakeAt's pending pass
+	timerAt      time.Time
+	timerStopped bool
 }
 
 // New returns an inert daemon; Run starts it.
@@ -128,6 +154,15 @@ func New(opts Options) (*Daemon, error) {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 10 * time.Second
 	}
+	if opts.HandoverTimeout <= 0 {
+		opts.HandoverTimeout = defaultHandover
+	}
+	if opts.SettleTimeout <= 0 {
+		opts.SettleTimeout = defaultSettle
+	}
+	if opts.DisagreementGrace <= 0 {
+		opts.DisagreementGrace = defaultGrace
+	}
 	d := &Daemon{
 		opts:      opts,
 		log:       opts.Logger,
@@ -135,6 +170,7 @@ func New(opts Options) (*Daemon, error) {
 		cfg:       opts.Config,
 		applier:   reconcile.NewApplier(opts.Outputs...),
 		firstDone: make(chan struct{}),
+		drained:   make(chan struct{}),
 	}
 	d.loop = reconcile.New(opts.Logger.With("component", "reconcile"), d.reconcile)
 	d.health = newHealthChecks(opts.Logger.With("component", "health"), d.loop.Trigger)
@@ -165,6 +201,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.opts.Links != nil {
 		comps = append(comps, ComponentFunc{N: "netlink", F: d.opts.Links.Run})
 	}
+	if d.opts.Ring != nil {
+		// Before L2: left only after every answer has stopped.
+		comps = append(comps, ComponentFunc{N: "gossip", F: d.opts.Ring.Run})
+	}
 	if d.opts.L2 != nil {
 		comps = append(comps, ComponentFunc{N: "l2", F: func(ctx context.Context) error {
 			<-ctx.Done()
@@ -193,7 +233,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.status("stopping")
 		}
 		d.log.Info("stopping", "node", cfg.Node.Name)
+		if cause == nil {
+			d.handover()
+		}
 	})
+	d.stopTimer()
 	if err != nil {
 		return err
 	}
@@ -224,7 +268,6 @@ func (d *Daemon) announceReady(ctx context.Context) error {
 // reconcile is one pass: snapshot, compute, apply.
 func (d *Daemon) reconcile(ctx context.Context) error {
 	cfg := d.config()
-	var links netif.State
 	if d.opts.Links != nil {
 		// The first pass must see the real interfaces, or READY=1 would
 		// come before anything is answered.
@@ -233,19 +276,59 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		links = d.opts.Links.Snapshot()
 	}
 	d.health.Update(cfg.VIPs)
 	vips := make([]config.VIP, 0, len(cfg.VIPs))
+	var failing []string
 	for _, v := range cfg.VIPs {
 		if d.health.Healthy(v) {
 			vips = append(vips, v)
+		} else {
+			failing = append(failing, v.Name)
 		}
 	}
-	next := StaticDesired(cfg.Node.Labels, vips)
+	var (
+		next = StaticDesired(cfg.Node.Labels, vips)
+		ps   []placedIP
+	)
+	if d.opts.Ring != nil {
+		var settledPass bool
+		var err error
+		next, ps, settledPass, err = d.clusterDesired(ctx, cfg, failing)
+		if err != nil {
+			return err
+		}
+		if !settledPass {
+			// Not in the ring yet: announce nothing, and this is not the
+			// first full pass (READY=1 waits for it).
+			return d.apply(ctx, cfg, next, len(failing), false)
+		}
+	}
+	err := d.apply(ctx, cfg, next, len(failing), true)
+	if d.opts.Ring != nil && ctx.Err() == nil {
+		d.checkDisagreements(cfg, ps)
+		d.noteDrained(next)
+		d.mu.Lock()
+		ready := d.ready
+		d.mu.Unlock()
+		if ready {
+			d.status("")
+		}
+	}
+	return err
+}
+
+// apply hands next to the outputs and the L2 output, tells the ring what
+// this node now announces, and records the pass. full says whether the pass
+// counts as a full reconcile (for READY=1).
+func (d *Daemon) apply(ctx context.Context, cfg *config.Config, next reconcile.Desired, unhealthy int, full bool) error {
+	var links netif.State
+	if d.opts.Links != nil {
+		links = d.opts.Links.Snapshot()
+	}
 	d.mu.Lock()
 	d.desired = next
-	d.unhealthy = len(cfg.VIPs) - len(vips)
+	d.unhealthy = unhealthy
 	d.mu.Unlock()
 
 	err := d.applier.Apply(ctx, next)
@@ -260,6 +343,11 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		d.announced = st
 		d.mu.Unlock()
 	}
+	if d.opts.Ring != nil {
+		// Only after the output applied it: peers that see this node
+		// announce an IP hand it over (holdLost) and stop answering.
+		d.opts.Ring.SetAnnounced(d.announcedIPs(next))
+	}
 	if ctx.Err() != nil {
 		return err // stopping: not a finished pass
 	}
@@ -270,6 +358,9 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	}
 	ready := d.ready
 	d.mu.Unlock()
+	if !full {
+		return err
+	}
 	d.firstOnce.Do(func() { close(d.firstDone) })
 	if ready {
 		d.status("")
@@ -297,6 +388,9 @@ func (d *Daemon) status(phase string) {
 			line += announcedSummary(announced)
 		} else {
 			line += fmt.Sprintf("%d addresses eligible here", n)
+		}
+		if d.opts.Ring != nil {
+			line += d.clusterSummary()
 		}
 		if unhealthy > 0 {
 			line += fmt.Sprintf("; %d VIPs failing their health check", unhealthy)

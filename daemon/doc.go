@@ -20,4 +20,59 @@
 // Health checks (health.go): a static VIP with `health` is announced only
 // while its TCP check passes; it starts unhealthy until the first success,
 // and every change of state triggers a pass.
+//
+// # The ring (Options.Ring; ring.go, cluster.go, ownership.go)
+//
+// With a gossip ring, every pass places every static VIP over the cluster
+// (SPEC §6) from this node's view of the ring, and announces only what this
+// node owns:
+//
+//   - Up (placement's alive set): members alive in the ring, gossiping
+//     HealthOK and not leaving. Eligible: every member the ring remembers,
+//     dead or alive, whose gossiped labels match node_selector, so that
+//     preferred ranks do not change while a node is away. Service = VIP
+//     name, Slot = index in `addresses`, Current = the one alive member
+//     whose gossiped announced set holds the IP ("" if none or several).
+//   - Per-node health checks travel in gossip.Meta.Unhealthy (the names of
+//     this node's VIPs whose check fails or has no result yet; 512-byte
+//     meta budget shared with labels and version): a node failing a VIP's
+//     check is not up for that VIP (it stays eligible, so ranks hold).
+//   - After the L2 output applied a pass, the node gossips what it really
+//     answers for (netif.L2 Status) with SetAnnounced.
+//   - Make-before-break (holdLost): an IP this node loses to another live
+//     node stays announced here until the ring shows the new owner
+//     announcing it, for at most HandoverTimeout (3 s). The new owner's
+//     L2 output sends the takeover GARP/NA burst when the IP is added.
+//     An IP nobody else can take is dropped at once.
+//   - Graceful stop: before any component stops, the node gossips
+//     HealthDraining, so every node (this one included) places its IPs
+//     elsewhere; holdLost keeps each IP answered here until its next
+//     owner announces it; then the components stop in reverse order: the
+//     L2 output goes quiet, and only then is the ring left (Leaving flag,
+//     then memberlist Leave).
+//   - Start without flapping: the ring starts HealthNotReady, so peers
+//     give this node nothing; the node takes no IP until it has settled —
+//     another member is alive and every alive member's announced set is
+//     complete (so placement sees the current owners) — or, with seeds
+//     configured and none reachable, until SettleTimeout (2 s); with no
+//     seeds at once. Then it gossips HealthOK and takes its IPs; those
+//     coming back from fallback nodes are released by the fallbacks only
+//     once this node announces them. READY=1 follows the first settled
+//     pass.
+//   - Disagreements: after each pass the placement is compared with the
+//     gossiped announced sets; an IP with two or more announcers, or none
+//     while a node should announce it, for longer than DisagreementGrace
+//     (2 s) is logged at warn once per episode (vip, addr, nodes), and
+//     counted in the STATUS line ("cluster: 5 of 5 nodes alive, 0
+//     conflicts, 0 unannounced").
+//   - BGP-mode static VIPs are placed (every up eligible node) but there
+//     is no BGP output yet: that is logged once; nothing is announced and
+//     they are not gossiped as announced.
+//   - Reload: node labels are re-gossiped (SetLabels) and new gossip.join
+//     seeds replace the old ones for later re-joins (SetJoin): members
+//     already known stay, and a node alone retries the new seeds. The
+//     other [gossip] keys need a restart.
+//
+// Without a ring (tests, and a node built without one) the node announces
+// every VIP it is eligible for.
 package daemon

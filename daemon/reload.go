@@ -85,7 +85,7 @@ func keepRestartOnly(old, next *config.Config) *config.Config {
 	c := *next
 	c.Node.Name = old.Node.Name
 	c.Log.Format = old.Log.Format
-	join := next.Gossip.Join // seeds are read at the next (re)join
+	join := next.Gossip.Join // handed to the ring (SetJoin) by the next pass
 	c.Gossip = old.Gossip
 	c.Gossip.Join = join
 	c.Control = old.Control

@@ -7,8 +7,8 @@ import (
 
 // StaticDesired returns the announcements of the static [[vip]] entries this
 // node is eligible for (every key of the VIP's node_selector equals the
-// node's label). Until the gossip ring decides owners, an eligible node owns
-// every address of the VIP. Pure: no I/O.
+// node's label): what a node without a gossip ring announces (with a ring,
+// placeStatic decides). Pure: no I/O.
 func StaticDesired(labels map[string]string, vips []config.VIP) reconcile.Desired {
 	out := reconcile.Desired{}
 	for _, v := range vips {

@@ -75,6 +75,7 @@ type timing struct {
 	leave       time.Duration // Leave and UpdateNode broadcast wait
 	reconnect   time.Duration
 	staleRepair time.Duration // how long an announced set may lag its meta before a pull
+	metaConfirm time.Duration // how long a metadata update may go unsent before it is re-sent
 }
 
 // profileConfig returns memberlist's configuration and the Ring's timing for
@@ -101,6 +102,7 @@ func profileConfig(profile string) (*memberlist.Config, timing, error) {
 			leave:       time.Second,
 			reconnect:   24 * time.Hour,
 			staleRepair: time.Second,
+			metaConfirm: 250 * time.Millisecond,
 		}, nil
 	case ProfileLAN:
 		return memberlist.DefaultLANConfig(), timing{
@@ -109,6 +111,7 @@ func profileConfig(profile string) (*memberlist.Config, timing, error) {
 			leave:       2 * time.Second,
 			reconnect:   24 * time.Hour,
 			staleRepair: 5 * time.Second,
+			metaConfirm: time.Second,
 		}, nil
 	case ProfileWAN:
 		return memberlist.DefaultWANConfig(), timing{
@@ -117,6 +120,7 @@ func profileConfig(profile string) (*memberlist.Config, timing, error) {
 			leave:       5 * time.Second,
 			reconnect:   24 * time.Hour,
 			staleRepair: 15 * time.Second,
+			metaConfirm: 2500 * time.Millisecond,
 		}, nil
 	}
 	return nil, timing{}, fmt.Errorf("gossip profile %q: want %q, %q or %q", profile, ProfileFast, ProfileLAN, ProfileWAN)

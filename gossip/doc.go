@@ -21,9 +21,11 @@
 // node may announce thousands of IPs, so the metadata is split:
 //
 //   - Node meta (meta.go, format byte 1): Gen, health, a Leaving flag,
-//     AnnounceGen, AnnounceCount, version and labels. memberlist orders it by
-//     incarnation and delivers it with join/update events. New and SetLabels
-//     refuse labels that would overflow 512 bytes.
+//     AnnounceGen, AnnounceCount, version, labels and the names of the VIPs
+//     whose health check fails on the node (Unhealthy, appended later
+//     within format 1; absent means none). memberlist orders it by
+//     incarnation and delivers it with join/update events. New, SetLabels
+//     and SetUnhealthy refuse metadata that would overflow 512 bytes.
 //   - The announced set: split into chunks of ≤ 1000 bytes (~190 IPv4 or
 //     ~55 IPv6 addresses each) that ride memberlist's broadcast queue. A
 //     receiver assembles all chunks of one generation before it commits

@@ -64,7 +64,7 @@ func (r *Ring) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 // addresses of no alive member). It also forgets members dead or left for
 // longer than the reconnect window.
 func (r *Ring) rejoinTargets(ml *memberlist.Memberlist, now time.Time) []string {
-	self := nodeAddr(ml.LocalNode())
+	self := r.self
 	var targets []string
 	alive := make(map[netip.AddrPort]bool)
 	r.mu.Lock()
@@ -87,8 +87,9 @@ func (r *Ring) rejoinTargets(ml *memberlist.Memberlist, now time.Time) []string 
 		}
 	}
 	alone := r.numAlive.Load() <= 1
+	seeds := r.cfg.Join // replaced, never modified, by SetJoin
 	r.mu.Unlock()
-	for _, s := range r.cfg.Join {
+	for _, s := range seeds {
 		ap, err := netip.ParseAddrPort(s)
 		if err == nil {
 			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())

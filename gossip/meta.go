@@ -77,12 +77,18 @@ type Meta struct {
 	// Member.AnnouncedGen equal to it means the receiver holds that set.
 	AnnounceGen   uint64
 	AnnounceCount int
+	// Unhealthy names the VIPs whose health check fails (or has no result
+	// yet) on this node, sorted: peers leave the node out of those VIPs'
+	// placement. Added within format 1 after the labels; a node that does
+	// not send it is healthy for every VIP.
+	Unhealthy []string
 }
 
 // encodeMeta encodes m in format 1:
 //
 //	format(1) uvarint(Gen) health(1) flags(1) uvarint(AnnounceGen) uvarint(AnnounceCount)
 //	string(Version) uvarint(len(Labels)) {string(key) string(value)} sorted by key
+//	uvarint(len(Unhealthy)) {string(name)}
 //
 // where string is uvarint(len) followed by the bytes, and flags bit 0 is
 // Leaving.
@@ -103,8 +109,12 @@ func encodeMeta(m Meta) ([]byte, error) {
 		b = appendString(b, k)
 		b = appendString(b, m.Labels[k])
 	}
+	b = binary.AppendUvarint(b, uint64(len(m.Unhealthy)))
+	for _, n := range m.Unhealthy {
+		b = appendString(b, n)
+	}
 	if len(b) > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("node metadata is %d bytes, memberlist allows %d: shorten the labels or the version", len(b), memberlist.MetaMaxSize)
+		return nil, fmt.Errorf("node metadata is %d bytes, memberlist allows %d: shorten the labels, the version or the names of VIPs failing their health check", len(b), memberlist.MetaMaxSize)
 	}
 	return b, nil
 }
@@ -128,6 +138,15 @@ func decodeMeta(b []byte) (Meta, error) {
 	for range n {
 		k := d.string()
 		m.Labels[k] = d.string()
+	}
+	// Unhealthy came later within format 1: absent from older nodes' meta.
+	if d.err == nil && len(d.b) > 0 {
+		if n := d.count(len(b)); n > 0 {
+			m.Unhealthy = make([]string, 0, n)
+			for range n {
+				m.Unhealthy = append(m.Unhealthy, d.string())
+			}
+		}
 	}
 	if d.err != nil {
 		return Meta{}, fmt.Errorf("decode node metadata: %w", d.err)

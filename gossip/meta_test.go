@@ -16,6 +16,7 @@ func TestMetaRoundTrip(t *testing.T) {
 	for _, m := range []Meta{
 		{},
 		{Gen: 1 << 62, Version: "v1.2.3", Labels: map[string]string{"rack": "a1", "zone": ""}, Health: HealthDraining, Leaving: true, AnnounceGen: 99, AnnounceCount: 3000},
+		{Gen: 7, Labels: map[string]string{"rack": "a1"}, Unhealthy: []string{"api", "web"}},
 	} {
 		b, err := encodeMeta(m)
 		if err != nil {

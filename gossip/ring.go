@@ -85,8 +85,13 @@ type Ring struct {
 	log    *slog.Logger
 	timing timing
 
-	ml      atomic.Pointer[memberlist.Memberlist]
-	ready   chan struct{} // closed when memberlist is up
+	ml    atomic.Pointer[memberlist.Memberlist]
+	ready chan struct{} // closed when memberlist is up
+	// self is this node's advertised address, set before ready is closed
+	// and never changed. memberlist's LocalNode returns its own node
+	// struct, which UpdateNode rewrites under memberlist's lock, so it is
+	// read once, before anything can call UpdateNode.
+	self    netip.AddrPort
 	started atomic.Bool
 
 	// queue holds this node's announced-set chunks and the ones it relays.
@@ -96,9 +101,9 @@ type Ring struct {
 	metaDirty chan struct{} // cap 1: local metadata changed, call UpdateNode
 	notify    chan struct{} // cap 1: events are pending for OnEvent/OnChange
 
-	// mu guards everything below. Lock order: memberlist's locks, then mu
-	// (memberlist calls the delegates with its locks held), so never call
-	// memberlist while holding mu.
+	// mu guards everything below, and cfg.Join (SetJoin). Lock order:
+	// memberlist's locks, then mu (memberlist calls the delegates with its
+	// locks held), so never call memberlist while holding mu.
 	mu        sync.Mutex
 	local     Meta
 	localSet  []netip.Addr
@@ -184,11 +189,12 @@ func (r *Ring) Ready() <-chan struct{} { return r.ready }
 
 // LocalAddr is the address this node advertises; zero before Ready.
 func (r *Ring) LocalAddr() netip.AddrPort {
-	ml := r.ml.Load()
-	if ml == nil {
+	select {
+	case <-r.ready:
+		return r.self
+	default:
 		return netip.AddrPort{}
 	}
-	return nodeAddr(ml.LocalNode())
 }
 
 // Run starts memberlist, joins the seeds and keeps re-joining until ctx is
@@ -222,6 +228,7 @@ func (r *Ring) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("start gossip ring as %q: %w", r.cfg.NodeName, err)
 	}
+	r.self = nodeAddr(ml.LocalNode())
 	r.ml.Store(ml)
 	close(r.ready)
 	r.log.Info("gossip ring started", "node", r.cfg.NodeName, "addr", r.LocalAddr(),
@@ -298,12 +305,40 @@ func (r *Ring) SetLabels(labels map[string]string) error {
 	return r.updateMeta(func(m *Meta) { m.Labels = labels })
 }
 
+// SetUnhealthy replaces the names of the VIPs whose health check fails on
+// this node (see Meta.Unhealthy). It fails, keeping the old list, if the
+// metadata would not fit memberlist's 512 bytes.
+func (r *Ring) SetUnhealthy(vips []string) error {
+	vips = slices.Sorted(slices.Values(vips))
+	vips = slices.Compact(vips)
+	if len(vips) == 0 {
+		vips = nil
+	}
+	r.mu.Lock()
+	same := slices.Equal(vips, r.local.Unhealthy)
+	r.mu.Unlock()
+	if same {
+		return nil
+	}
+	return r.updateMeta(func(m *Meta) { m.Unhealthy = vips })
+}
+
+// SetJoin replaces the seeds the ring (re-)joins; the next maintenance pass
+// uses them. Members already known are kept.
+func (r *Ring) SetJoin(seeds []string) {
+	seeds = slices.Clone(seeds)
+	r.mu.Lock()
+	r.cfg.Join = seeds
+	r.mu.Unlock()
+}
+
 // LocalMeta returns this node's current metadata.
 func (r *Ring) LocalMeta() Meta {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.local
 	m.Labels = maps.Clone(m.Labels)
+	m.Unhealthy = slices.Clone(m.Unhealthy)
 	return m
 }
 
@@ -333,6 +368,15 @@ func (r *Ring) pushMeta() {
 
 // metaLoop calls UpdateNode, which blocks until the broadcast goes out, for
 // each burst of local metadata changes.
+//
+// An update that is not confirmed within metaConfirm (five gossip
+// intervals) is sent again with a new incarnation. In the daemon's
+// rolling-restart simulation (about 1 run in 20 under -race) an update
+// of memberlist v0.7.0 went unconfirmed and no peer saw the new metadata
+// (HealthDraining at SIGTERM) until the node's next UpdateNode, 3 s later;
+// the next UpdateNode always went through. memberlist never retries an
+// update itself (UpdateNode can also lose a race with a refutation, which
+// takes a higher incarnation without the new metadata), so the Ring does.
 func (r *Ring) metaLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	for {
 		select {
@@ -340,8 +384,9 @@ func (r *Ring) metaLoop(ctx context.Context, ml *memberlist.Memberlist) {
 			return
 		case <-r.metaDirty:
 		}
-		if err := ml.UpdateNode(r.timing.leave); err != nil {
-			r.log.Debug("gossip metadata update not yet confirmed", "node", r.cfg.NodeName, "err", err)
+		if err := ml.UpdateNode(r.timing.metaConfirm); err != nil {
+			r.log.Debug("gossip metadata update not sent in time; sending it again", "node", r.cfg.NodeName, "err", err)
+			r.pushMeta()
 		}
 	}
 }
@@ -380,6 +425,7 @@ func (r *Ring) Members() []Member {
 			m.Meta, m.Announced, m.AnnouncedGen = r.local, slices.Clone(r.localSet), r.local.AnnounceGen
 		}
 		m.Meta.Labels = maps.Clone(m.Meta.Labels)
+		m.Meta.Unhealthy = slices.Clone(m.Meta.Unhealthy)
 		m.Alive = m.State == StateAlive
 		out = append(out, m)
 	}

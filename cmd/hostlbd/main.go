@@ -17,6 +17,7 @@ import (
 	"github.com/hostlb/hostlb/daemon"
 	"github.com/hostlb/hostlb/daemon/config"
 	"github.com/hostlb/hostlb/daemon/version"
+	"github.com/hostlb/hostlb/gossip"
 	"github.com/hostlb/hostlb/netif"
 	"github.com/hostlb/hostlb/systemd"
 )
@@ -89,9 +90,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
-	// The Monitor's events trigger the daemon's reconcile loop. d is set
-	// before Run starts the Monitor, and OnChange only runs under Run.
+	// The Monitor's and the ring's events trigger the daemon's reconcile
+	// loop. d is set before Run starts them, and OnChange only runs under
+	// Run.
 	var d *daemon.Daemon
+	ring, err := gossip.New(daemon.RingConfig(cfg, log.With("component", "gossip"),
+		func() { d.Trigger("gossip") }))
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return exitFail
+	}
 	links := netif.NewMonitor(netif.MonitorOptions{
 		Log:      log.With("component", "netlink"),
 		OnChange: func(reason string) { d.Trigger("netlink: " + reason) },
@@ -111,6 +119,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Notifier: systemd.NewNotifier(),
 		Links:    links,
 		L2:       l2,
+		Ring:     ring,
 	})
 	if err != nil {
 		log.Error("start failed", "err", err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,13 +26,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const goodConfig = `
+// goodConfigTemplate is a valid config; GOSSIP_PORT is filled in by
+// goodConfig.
+const goodConfigTemplate = `
 [node]
 name = "n1"
 [log]
 format = "json"
 [gossip]
 insecure_plaintext = true
+bind = "127.0.0.1:GOSSIP_PORT"
 [kubernetes]
 enabled = false
 [metrics]
@@ -46,6 +50,29 @@ addresses = ["192.0.2.10"]
 local = false
 `
 
+// goodConfig returns the test config with the ring bound to a loopback port
+// that is free for TCP and UDP now (the config rejects port 0), so the
+// child never collides with a hostlbd running on the test machine.
+func goodConfig(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return strings.ReplaceAll(goodConfigTemplate, "GOSSIP_PORT", strconv.Itoa(port))
+	}
+	t.Fatal("no free loopback port for TCP and UDP")
+	return ""
+}
+
 func TestVersion(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"--version"}, &out, &errb); code != 0 {
@@ -59,7 +86,7 @@ func TestVersion(t *testing.T) {
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.toml")
-	writeFile(t, good, goodConfig)
+	writeFile(t, good, goodConfig(t))
 	var out, errb bytes.Buffer
 	if code := run([]string{"--config", good, "--check-config"}, &out, &errb); code != 0 {
 		t.Fatalf("good config: exit %d: %s", code, errb.String())
@@ -169,7 +196,8 @@ func (l *lockedLines) waitFor(t *testing.T, substr string) {
 func TestSignals(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "hostlb.toml")
-	writeFile(t, cfgPath, goodConfig)
+	cfgText := goodConfig(t)
+	writeFile(t, cfgPath, cfgText)
 	notify, sock := listenNotify(t)
 
 	exe, err := os.Executable()
@@ -207,7 +235,7 @@ func TestSignals(t *testing.T) {
 	logs.waitFor(t, `"msg":"hostlbd started"`)
 
 	// SIGHUP with a broken file: reload brackets, old config kept, error logged.
-	writeFile(t, cfgPath, goodConfig+"\n[bogus]\n")
+	writeFile(t, cfgPath, cfgText+"\n[bogus]\n")
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +245,7 @@ func TestSignals(t *testing.T) {
 	logs.waitFor(t, "bogus")
 
 	// SIGHUP with a changed, valid file.
-	writeFile(t, cfgPath, strings.Replace(goodConfig, "192.0.2.10", "192.0.2.11", 1))
+	writeFile(t, cfgPath, strings.Replace(cfgText, "192.0.2.10", "192.0.2.11", 1))
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}

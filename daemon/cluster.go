@@ -1,0 +1,225 @@
+package daemon
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/hostlb/hostlb/daemon/config"
+	"github.com/hostlb/hostlb/daemon/placement"
+	"github.com/hostlb/hostlb/daemon/reconcile"
+	"github.com/hostlb/hostlb/gossip"
+)
+
+// clusterView is the ring as one reconcile pass sees it.
+type clusterView struct {
+	self    string
+	members []gossip.Member
+	// up are the members that may be given IPs: alive, health OK and not
+	// leaving. A draining or not-yet-ready node is a member but not up.
+	up map[string]bool
+	// announcers lists, per IP, the alive members whose gossiped announced
+	// set holds it, sorted. A dead member's last set is stale: not counted.
+	announcers map[netip.Addr][]string
+}
+
+func newClusterView(self string, members []gossip.Member) clusterView {
+	v := clusterView{self: self, members: members, up: map[string]bool{}, announcers: map[netip.Addr][]string{}}
+	for _, m := range members { // sorted by name, so announcers are too
+		if !m.Alive {
+			continue
+		}
+		if m.Meta.Health == gossip.HealthOK && !m.Meta.Leaving {
+			v.up[m.Name] = true
+		}
+		for _, a := range m.Announced {
+			v.announcers[a] = append(v.announcers[a], m.Name)
+		}
+	}
+	return v
+}
+
+// alive counts the members the ring holds alive (any health).
+func (v clusterView) alive() int {
+	n := 0
+	for _, m := range v.members {
+		if m.Alive {
+			n++
+		}
+	}
+	return n
+}
+
+// othersAnnounce reports whether a member other than this node announces a.
+func (v clusterView) othersAnnounce(a netip.Addr) bool {
+	for _, n := range v.announcers[a] {
+		if n != v.self {
+			return true
+		}
+	}
+	return false
+}
+
+// placedIP is one static VIP address with its placement.
+type placedIP struct {
+	vip config.VIP
+	placement.Assignment
+}
+
+func (p placedIP) owns(node string) bool { return slices.Contains(p.Owners, node) }
+
+// announcement is what the node announces when it owns p.
+func (p placedIP) announcement() reconcile.Announcement {
+	return reconcile.Announcement{
+		Addr: p.Addr, VIP: p.vip.Name, Mode: p.vip.Mode, Interfaces: p.vip.Interfaces, Local: p.vip.Local,
+	}
+}
+
+// placeStatic places every address of every static VIP over the ring (SPEC
+// §6). Pure: no I/O, no clock.
+//
+//   - Service is the VIP name, Slot the address's index in `addresses`.
+//   - Eligible: every member the ring remembers, dead or alive, whose
+//     gossiped labels match node_selector. Keeping dead members keeps the
+//     preferred ranks stable while a node is away, so only its IPs move.
+//   - Up (placement's alive set): members that are alive, health OK, not
+//     leaving, and whose own health check of this VIP passes (they gossip
+//     the names of failing VIPs in Meta.Unhealthy). A failing check takes
+//     the node out of the VIP's alive set rather than its eligible set,
+//     which would re-rank every node after it.
+//   - Current: the one alive member whose gossiped announced set holds
+//     the address ("" if none or several), so fallbacks are sticky.
+//
+// Placement is called once per VIP, because each VIP has its own up set;
+// Place treats Services independently, so this is the same answer.
+func placeStatic(v clusterView, vips []config.VIP) []placedIP {
+	var out []placedIP
+	for _, vip := range vips {
+		var eligible []string
+		up := make(map[string]bool, len(v.up))
+		for _, m := range v.members {
+			if !selects(vip.NodeSelector, m.Meta.Labels) {
+				continue
+			}
+			eligible = append(eligible, m.Name)
+			if v.up[m.Name] && !slices.Contains(m.Meta.Unhealthy, vip.Name) {
+				up[m.Name] = true
+			}
+		}
+		mode := placement.L2
+		if vip.Mode == config.ModeBGP {
+			mode = placement.BGP
+		}
+		reqs := make([]placement.Request, 0, len(vip.Addresses))
+		for i, a := range vip.Addresses {
+			r := placement.Request{Service: vip.Name, Slot: i, Addr: a, Mode: mode, Eligible: eligible}
+			if ns := v.announcers[a]; len(ns) == 1 {
+				r.Current = ns[0]
+			}
+			reqs = append(reqs, r)
+		}
+		for _, as := range placement.Place(reqs, up) {
+			out = append(out, placedIP{vip: vip, Assignment: as})
+		}
+	}
+	return out
+}
+
+// ownedDesired is what node owns in a placement.
+func ownedDesired(node string, ps []placedIP) reconcile.Desired {
+	out := reconcile.Desired{}
+	for _, p := range ps {
+		if p.owns(node) {
+			out[p.Addr] = p.announcement()
+		}
+	}
+	return out
+}
+
+// holdLost keeps make-before-break: an L2 address this node announced in
+// prev and no longer owns stays in next while its new owner (alive in the
+// ring) does not announce it yet, for at most hold. So a node handing IPs
+// over — draining on SIGTERM, or giving a preferred node its IP back —
+// stops answering only once the next owner answers, and clients never
+// see an IP nobody answers; the two answer together for about one gossip
+// round. An address with no new owner (nobody else can take it) or whose
+// VIP is gone is dropped at once. holding remembers since when each
+// address has been held; holdLost updates it and returns the addresses it
+// gave up because hold passed. Pure apart from the maps it is given.
+func holdLost(v clusterView, prev, next reconcile.Desired, ps []placedIP, holding map[netip.Addr]time.Time, now time.Time, hold time.Duration) (expired []netip.Addr) {
+	byAddr := make(map[netip.Addr]placedIP, len(ps))
+	for _, p := range ps {
+		byAddr[p.Addr] = p
+	}
+	kept := map[netip.Addr]bool{}
+	for a, old := range prev {
+		if _, ok := next[a]; ok || old.Mode != config.ModeL2 {
+			continue
+		}
+		p, ok := byAddr[a]
+		if !ok || p.Mode != placement.L2 || len(p.Owners) == 0 || v.othersAnnounce(a) {
+			continue
+		}
+		since, ok := holding[a]
+		if !ok {
+			since = now
+		}
+		if now.Sub(since) >= hold {
+			expired = append(expired, a)
+			continue
+		}
+		holding[a] = since
+		kept[a] = true
+		next[a] = p.announcement()
+	}
+	for a := range holding {
+		if !kept[a] {
+			delete(holding, a)
+		}
+	}
+	slices.SortFunc(expired, netip.Addr.Compare)
+	return expired
+}
+
+// disagreement is an L2 address whose announcers are not exactly one:
+// several nodes (a conflict: split views, or a handover in flight) or none
+// while some node should (unannounced).
+type disagreement struct {
+	vip   string
+	addr  netip.Addr
+	nodes []string // the announcers
+}
+
+// disagreements compares the placement with the gossiped announced sets.
+func disagreements(v clusterView, ps []placedIP) map[netip.Addr]disagreement {
+	out := map[netip.Addr]disagreement{}
+	for _, p := range ps {
+		if p.Mode != placement.L2 {
+			continue
+		}
+		ns := v.announcers[p.Addr]
+		if len(ns) >= 2 || (len(ns) == 0 && len(p.Owners) > 0) {
+			out[p.Addr] = disagreement{vip: p.vip.Name, addr: p.Addr, nodes: ns}
+		}
+	}
+	return out
+}
+
+// settled reports whether this node has seen enough of the ring to take
+// IPs without making them flap: another member is alive and the announced
+// set of every alive member is complete (its AnnouncedGen has caught up
+// with its meta), so placement sees who announces what (sticky fallbacks).
+// A node alone is settled when it has no seeds to wait for.
+func settled(v clusterView, seeds int) bool {
+	others := 0
+	for _, m := range v.members {
+		if m.Name == v.self || !m.Alive {
+			continue
+		}
+		others++
+		if m.AnnouncedGen < m.Meta.AnnounceGen {
+			return false
+		}
+	}
+	return others > 0 || seeds == 0
+}

@@ -1,0 +1,361 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hostlb/hostlb/daemon/config"
+	"github.com/hostlb/hostlb/daemon/reconcile"
+	"github.com/hostlb/hostlb/gossip"
+)
+
+// Defaults of the ownership timings (Options).
+const (
+	defaultHandover = 3 * time.Second
+	defaultSettle   = 2 * time.Second
+	defaultGrace    = 2 * time.Second
+)
+
+// ringState is what the daemon tracks about the ring between passes. It is
+// guarded by Daemon.mu, but only the reconcile loop writes it.
+type ringState struct {
+	readyAt   time.Time // when the first pass saw the ring started
+	settled   bool      // this node has told the ring it is ready
+	draining  bool      // SIGTERM: handing every IP over
+	labels    map[string]string
+	join      []string
+	unhealthy []string
+	metaErr   string // the last metadata error logged
+	bgpLogged bool   // "BGP announcing not implemented" logged
+
+	holding  map[netip.Addr]time.Time // lost IPs kept until their next owner answers
+	episodes map[netip.Addr]*episode  // disagreements seen, by address
+	counts   struct{ alive, nodes, conflicts, unannounced int }
+}
+
+// episode is one disagreement about one address, logged once when it has
+// lasted the grace period.
+type episode struct {
+	conflict bool
+	since    time.Time
+	logged   bool
+}
+
+// clusterDesired is the ring half of a pass: it publishes this node's
+// metadata, waits (without blocking) until the node has settled into the
+// ring, places every static VIP and returns what this node announces. ok
+// is false while the node has not settled: it then announces nothing and
+// the pass is not the first full one (READY=1 waits).
+func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, unhealthy []string) (next reconcile.Desired, ps []placedIP, ok bool, err error) {
+	ring := d.opts.Ring
+	select {
+	case <-ring.Ready():
+	case <-ctx.Done():
+		return nil, nil, false, ctx.Err()
+	}
+	now := time.Now()
+	d.mu.Lock()
+	rs := &d.ring
+	if rs.readyAt.IsZero() {
+		rs.readyAt = now
+	}
+	d.mu.Unlock()
+	d.publishMeta(cfg, unhealthy)
+
+	view := newClusterView(cfg.Node.Name, ring.Members())
+	if !rs.settled {
+		if !settled(view, len(cfg.Gossip.Join)) && now.Sub(rs.readyAt) < d.opts.SettleTimeout {
+			d.wakeAt(rs.readyAt.Add(d.opts.SettleTimeout), "settle timeout")
+			return reconcile.Desired{}, nil, false, nil
+		}
+		if err := ring.SetHealth(gossip.HealthOK); err != nil {
+			return nil, nil, false, fmt.Errorf("tell the ring this node is ready: %w", err)
+		}
+		d.mu.Lock()
+		rs.settled = true
+		d.mu.Unlock()
+		d.log.Info("joined the gossip ring; taking IPs", "node", cfg.Node.Name,
+			"alive", view.alive(), "members", len(view.members), "waited", now.Sub(rs.readyAt).Round(time.Millisecond))
+		view = newClusterView(cfg.Node.Name, ring.Members()) // with this node up
+	}
+
+	ps = placeStatic(view, cfg.VIPs)
+	next = ownedDesired(cfg.Node.Name, ps)
+	d.mu.Lock()
+	prev := d.desired
+	draining := rs.draining
+	if rs.holding == nil {
+		rs.holding = map[netip.Addr]time.Time{}
+	}
+	expired := holdLost(view, prev, next, ps, rs.holding, now, d.opts.HandoverTimeout)
+	var wake time.Time
+	for _, since := range rs.holding {
+		if at := since.Add(d.opts.HandoverTimeout); wake.IsZero() || at.Before(wake) {
+			wake = at
+		}
+	}
+	d.mu.Unlock()
+	if !wake.IsZero() {
+		d.wakeAt(wake, "handover timeout")
+	}
+	if len(expired) > 0 {
+		d.log.Warn("no other node announced these IPs in time; stopping anyway", "node", cfg.Node.Name,
+			"addrs", fmt.Sprint(expired), "waited", d.opts.HandoverTimeout, "draining", draining)
+	}
+	d.logBGPOnce(cfg, next)
+	return next, ps, true, nil
+}
+
+// publishMeta gossips what changed in this node's labels, seeds and failing
+// health checks; level-triggered, so a reload needs nothing else.
+func (d *Daemon) publishMeta(cfg *config.Config, unhealthy []string) {
+	ring := d.opts.Ring
+	d.mu.Lock()
+	rs := &d.ring
+	labelsChanged := rs.labels == nil || !maps.Equal(rs.labels, cfg.Node.Labels)
+	joinChanged := rs.join == nil || !slices.Equal(rs.join, cfg.Gossip.Join)
+	unhealthyChanged := !slices.Equal(rs.unhealthy, unhealthy)
+	d.mu.Unlock()
+	var errs []string
+	if labelsChanged {
+		if err := ring.SetLabels(cfg.Node.Labels); err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			d.mu.Lock()
+			rs.labels = maps.Clone(cfg.Node.Labels)
+			d.mu.Unlock()
+		}
+	}
+	if joinChanged {
+		ring.SetJoin(cfg.Gossip.Join)
+		d.mu.Lock()
+		rs.join = slices.Clone(cfg.Gossip.Join)
+		d.mu.Unlock()
+	}
+	if unhealthyChanged {
+		if err := ring.SetUnhealthy(unhealthy); err != nil {
+			errs = append(errs, err.Error())
+		} else {
+			d.mu.Lock()
+			rs.unhealthy = unhealthy
+			d.mu.Unlock()
+		}
+	}
+	msg := strings.Join(errs, "; ")
+	d.mu.Lock()
+	same := msg == rs.metaErr
+	rs.metaErr = msg
+	d.mu.Unlock()
+	if msg != "" && !same {
+		d.log.Error("cannot gossip this node's metadata; peers see the previous labels or health checks", "err", msg)
+	}
+}
+
+// logBGPOnce says, once, that BGP-mode static VIPs are placed but not
+// announced: there is no BGP output yet, and pretending would be worse.
+func (d *Daemon) logBGPOnce(cfg *config.Config, next reconcile.Desired) {
+	for _, a := range next {
+		if a.Mode != config.ModeBGP {
+			continue
+		}
+		d.mu.Lock()
+		logged := d.ring.bgpLogged
+		d.ring.bgpLogged = true
+		d.mu.Unlock()
+		if !logged {
+			d.log.Warn("BGP announcing is not implemented yet; BGP-mode static VIPs are placed but not announced",
+				"node", cfg.Node.Name, "vip", a.VIP, "addr", a.Addr)
+		}
+		return
+	}
+}
+
+// announcedIPs tells the ring which IPs this node answers for now, after the
+// L2 output applied the pass: what the L2 output reports, or, without one,
+// the L2 part of the desired state.
+func (d *Daemon) announcedIPs(next reconcile.Desired) []netip.Addr {
+	var out []netip.Addr
+	if d.opts.L2 != nil {
+		for _, st := range d.opts.L2.Status() {
+			out = append(out, st.Addrs...)
+		}
+	} else {
+		for _, a := range next {
+			if a.Mode == config.ModeL2 {
+				out = append(out, a.Addr)
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}
+
+// checkDisagreements compares placement with what the ring says each node
+// announces. An address with two or more announcers, or none while some
+// node should announce it, for longer than the grace period is logged at
+// warn once per episode (and its end at info); short overlaps and gaps are
+// a handover or a failover in flight. It also keeps the STATUS counts.
+func (d *Daemon) checkDisagreements(cfg *config.Config, ps []placedIP) {
+	now := time.Now()
+	view := newClusterView(cfg.Node.Name, d.opts.Ring.Members())
+	cur := disagreements(view, ps)
+	type logLine struct {
+		dis      disagreement
+		conflict bool
+		resolved bool
+		lasted   time.Duration
+	}
+	var lines []logLine
+	var wake time.Time
+	d.mu.Lock()
+	rs := &d.ring
+	if rs.episodes == nil {
+		rs.episodes = map[netip.Addr]*episode{}
+	}
+	for a, e := range rs.episodes {
+		dis, ok := cur[a]
+		if ok && (len(dis.nodes) >= 2) == e.conflict {
+			continue
+		}
+		if e.logged {
+			lines = append(lines, logLine{dis: disagreement{addr: a}, conflict: e.conflict, resolved: true, lasted: now.Sub(e.since)})
+		}
+		delete(rs.episodes, a)
+	}
+	conflicts, unannounced := 0, 0
+	for a, dis := range cur {
+		e := rs.episodes[a]
+		if e == nil {
+			e = &episode{conflict: len(dis.nodes) >= 2, since: now}
+			rs.episodes[a] = e
+		}
+		if !e.logged {
+			if now.Sub(e.since) < d.opts.DisagreementGrace {
+				if at := e.since.Add(d.opts.DisagreementGrace); wake.IsZero() || at.Before(wake) {
+					wake = at
+				}
+				continue
+			}
+			e.logged = true
+			lines = append(lines, logLine{dis: dis, conflict: e.conflict, lasted: now.Sub(e.since)})
+		}
+		if e.conflict {
+			conflicts++
+		} else {
+			unannounced++
+		}
+	}
+	rs.counts.alive, rs.counts.nodes = view.alive(), len(view.members)
+	rs.counts.conflicts, rs.counts.unannounced = conflicts, unannounced
+	d.mu.Unlock()
+	if !wake.IsZero() {
+		d.wakeAt(wake, "disagreement grace")
+	}
+	slices.SortFunc(lines, func(a, b logLine) int { return a.dis.addr.Compare(b.dis.addr) })
+	for _, l := range lines {
+		switch {
+		case l.resolved:
+			d.log.Info("IP ownership agrees again", "addr", l.dis.addr, "lasted", l.lasted.Round(time.Millisecond))
+		case l.conflict:
+			d.log.Warn("IP announced by several nodes", "vip", l.dis.vip, "addr", l.dis.addr,
+				"nodes", strings.Join(l.dis.nodes, ","), "for", l.lasted.Round(time.Millisecond))
+		default:
+			d.log.Warn("IP announced by no node", "vip", l.dis.vip, "addr", l.dis.addr,
+				"nodes", "", "for", l.lasted.Round(time.Millisecond))
+		}
+	}
+}
+
+// clusterSummary is the ring part of the STATUS line.
+func (d *Daemon) clusterSummary() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.ring.counts
+	return fmt.Sprintf("; cluster: %d of %d nodes alive, %d conflicts, %d unannounced",
+		c.alive, c.nodes, c.conflicts, c.unannounced)
+}
+
+// wakeAt makes the loop run a pass at (or soon after) at, for conditions
+// that change with time alone (settle and handover timeouts, the
+// disagreement grace period). One timer: the earliest pending wake wins.
+func (d *Daemon) wakeAt(at time.Time, reason string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timerStopped {
+		return
+	}
+	now := time.Now()
+	if d.timer != nil && d.timerAt.After(now) && !d.timerAt.After(at) {
+		return // an earlier wake is pending; its pass re-arms this one
+	}
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.timerAt = at
+	d.timer = time.AfterFunc(max(0, at.Sub(now))+time.Millisecond, func() { d.loop.Trigger(reason) })
+}
+
+func (d *Daemon) stopTimer() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.timerStopped = true
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+}
+
+// handover is the first step of a graceful stop, run while the reconcile
+// loop and the L2 output still work: the node gossips HealthDraining, the
+// others exclude it and take its IPs (each new owner sends its takeover
+// burst), and this node keeps answering each IP until the ring shows its
+// next owner announcing it (holdLost), within HandoverTimeout. Only then do
+// the components stop: the L2 output goes quiet, and the ring is left last.
+func (d *Daemon) handover() {
+	ring := d.opts.Ring
+	if ring == nil {
+		return
+	}
+	d.mu.Lock()
+	d.ring.draining = true
+	settledNode := d.ring.settled
+	d.mu.Unlock()
+	if err := ring.SetHealth(gossip.HealthDraining); err != nil {
+		d.log.Warn("cannot gossip draining; peers take over when this node leaves", "err", err)
+		return
+	}
+	if !settledNode {
+		return // it never took an IP
+	}
+	start := time.Now()
+	d.loop.Trigger("draining")
+	timer := time.NewTimer(d.opts.HandoverTimeout + 100*time.Millisecond)
+	defer timer.Stop()
+	select {
+	case <-d.drained:
+		d.log.Info("handed every IP over", "took", time.Since(start).Round(time.Millisecond))
+	case <-timer.C:
+		d.log.Warn("handover incomplete; stopping anyway", "after", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// noteDrained closes d.drained once a draining pass leaves this node
+// announcing no L2 IP.
+func (d *Daemon) noteDrained(next reconcile.Desired) {
+	d.mu.Lock()
+	draining := d.ring.draining
+	d.mu.Unlock()
+	if !draining {
+		return
+	}
+	for _, a := range next {
+		if a.Mode == config.ModeL2 {
+			return
+		}
+	}
+	d.drainOnce.Do(func() { close(d.drained) })
+}

@@ -1,0 +1,91 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/hostlb/hostlb/daemon/config"
+	"github.com/hostlb/hostlb/daemon/version"
+	"github.com/hostlb/hostlb/gossip"
+)
+
+// Ring is the daemon's seat in the gossip ring (*gossip.Ring; tests run
+// real rings over gossip/gossiptest). The daemon runs it as a component
+// started before the L2 output, so on stop the ring is left only after
+// every answer has stopped.
+type Ring interface {
+	// Run joins the ring and keeps re-joining until ctx is done, then
+	// leaves gracefully. It blocks; an error means the ring could not start.
+	Run(ctx context.Context) error
+	// Ready is closed once Run has started the ring (Members then lists
+	// this node itself).
+	Ready() <-chan struct{}
+	// Members returns every member this node knows, itself included,
+	// sorted by name. It never blocks on the network; the caller owns the
+	// result.
+	Members() []gossip.Member
+	// SetAnnounced replaces the IPs this node says it announces. It never
+	// blocks.
+	SetAnnounced(addrs []netip.Addr)
+	// SetHealth, SetLabels and SetUnhealthy change this node's gossiped
+	// metadata; they never block and fail only when the metadata would
+	// not fit memberlist's 512 bytes.
+	SetHealth(h gossip.Health) error
+	SetLabels(labels map[string]string) error
+	SetUnhealthy(vips []string) error
+	// SetJoin replaces the seeds used by later (re-)joins.
+	SetJoin(seeds []string)
+}
+
+var _ Ring = (*gossip.Ring)(nil)
+
+// RingConfig builds the gossip ring's configuration from [node] and
+// [gossip]. The ring starts HealthNotReady: peers give this node no IP until
+// its first settled pass says it is ready (see cluster.go). When the bind
+// address is unspecified and no advertise address is set, it advertises the
+// node's first global IPv4 (SPEC §4), or loopback on a node that has none
+// (a lone node in an isolated network namespace); memberlist alone would
+// insist on an RFC 1918 address and refuse to start elsewhere.
+func RingConfig(cfg *config.Config, log *slog.Logger, onChange func()) gossip.Config {
+	g := cfg.Gossip
+	adv := g.Advertise
+	if !adv.IsValid() && g.Bind.Addr().IsUnspecified() {
+		adv = netip.AddrPortFrom(firstGlobalIPv4(), g.Bind.Port())
+		log.Info("gossip advertise address not set; using the node's first global IPv4", "addr", adv)
+	}
+	return gossip.Config{
+		NodeName:          cfg.Node.Name,
+		Bind:              g.Bind,
+		Advertise:         adv,
+		Join:              g.Join,
+		SecretKey:         g.SecretKey,
+		InsecurePlaintext: g.InsecurePlaintext,
+		Profile:           g.Profile,
+		Labels:            cfg.Node.Labels,
+		Version:           version.Version,
+		Health:            gossip.HealthNotReady,
+		Logger:            log,
+		OnChange:          onChange,
+	}
+}
+
+// firstGlobalIPv4 returns the first global unicast IPv4 address of the
+// host's interfaces, or 127.0.0.1.
+func firstGlobalIPv4() netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			p, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(p.IP)
+			if ip = ip.Unmap(); ok && ip.Is4() && ip.IsGlobalUnicast() {
+				return ip
+			}
+		}
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+}
