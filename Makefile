@@ -59,11 +59,16 @@ test-root: $(NFPM) ## Tests under tests/ (systemd-nspawn, packages, lab); skip u
 	@if [ "$$(id -u)" != 0 ]; then echo "test-root: not root, the tests under tests/ will skip"; fi
 	$(GO) test -count=1 -v -timeout $(ROOT_TEST_TIMEOUT) $(TESTFLAGS) ./tests/...
 
+# Repetitions of each fault in the failover benchmark (tests/failover).
+FAILOVER_REPS ?= 30
+FAILOVER_FLAGS ?=
+
 .PHONY: bench
 bench: ## Benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem $(TESTFLAGS) ./daemon/... ./netif/...
 	@if [ "$$(id -u)" != 0 ]; then echo "bench: not root, the ARP/NDP lab benchmark (tests/bench) will skip"; fi
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m $(TESTFLAGS) ./tests/bench/...
+	$(GO) run ./tests/failover/cmd/failover -reps $(FAILOVER_REPS) $(FAILOVER_FLAGS)
 
 .PHONY: packages deb rpm
 packages: deb rpm ## Build dist/hostlb_<v>_amd64.deb and dist/hostlb-<v>.x86_64.rpm.
@@ -100,9 +105,12 @@ print-version: ## Print the binary and package versions.
 deps: ## Install the Debian packages the tests and demo need (only the missing ones; root).
 	tests/scripts/install-deps.sh
 
-.PHONY: demo
-demo: deps packages ## Boot a systemd container, install the deb, run hostlbd (root).
-	$(GO) run ./tests/cmd/demo -deb $(DEB)
+.PHONY: demo demo-package
+demo: deps build ## 3 hostlbd nodes in namespaces: who answers each VIP address, a crash, the failover time (root).
+	$(GO) run ./tests/cmd/demo -hostlbd $(BIN)/hostlbd
+
+demo-package: deps packages ## Boot a systemd container, install the deb, run hostlbd (root).
+	$(GO) run ./tests/cmd/demo -package -deb $(DEB)
 
 .PHONY: rootfs
 rootfs: ## Build the cached Debian rootfs the systemd tests boot (root).

@@ -1,8 +1,14 @@
-// Command demo shows hostlb the way an administrator meets it: a fresh
-// Debian with systemd (a systemd-nspawn container), the deb installed with
-// dpkg, a gossip key and a node name configured, the daemon started, and
-// `systemctl status` and the journal of the running hostlbd. Run it with
-// `make demo` (as root).
+// Command demo shows hostlb at work, as root. Two demos:
+//
+//   - The cluster demo (the default, `make demo`, cluster.go): three
+//     hostlbd nodes in network namespaces on one bridge form a gossip ring
+//     and spread a 3-address VIP; a client shows which node answers each
+//     address, one node crashes, and the client's failover time is printed.
+//   - The package demo (-package, `make demo-package`): hostlb the way an
+//     administrator meets it: a fresh Debian with systemd (a
+//     systemd-nspawn container), the deb installed with dpkg, a gossip key
+//     and a node name configured, the daemon started, and `systemctl
+//     status` and the journal of the running hostlbd.
 package main
 
 import (
@@ -22,13 +28,20 @@ import (
 )
 
 func main() {
-	deb := flag.String("deb", "", "the hostlb .deb to install (make packages builds it)")
-	rootfsOnly := flag.Bool("rootfs-only", false, "only build the cached container rootfs, then exit")
-	keep := flag.Bool("keep", false, "keep the container running until Ctrl-C, to look around")
+	pkg := flag.Bool("package", false, "run the package demo (systemd container) instead of the cluster demo")
+	deb := flag.String("deb", "", "package demo: the hostlb .deb to install (make packages builds it)")
+	rootfsOnly := flag.Bool("rootfs-only", false, "package demo: only build the cached container rootfs, then exit")
+	keep := flag.Bool("keep", false, "keep the container (package demo) or the lab (cluster demo) until Ctrl-C, to look around")
+	hostlbd := flag.String("hostlbd", "", "cluster demo: the hostlbd binary (default: go build it)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *deb, *rootfsOnly, *keep)
+	var err error
+	if *pkg || *rootfsOnly {
+		err = runPackage(ctx, *deb, *rootfsOnly, *keep)
+	} else {
+		err = runCluster(ctx, *hostlbd, *keep)
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -36,7 +49,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, deb string, rootfsOnly, keep bool) error {
+func runPackage(ctx context.Context, deb string, rootfsOnly, keep bool) error {
 	if err := nspawn.Available(); err != nil {
 		return err
 	}
