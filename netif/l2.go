@@ -34,6 +34,12 @@ type L2Announcement struct {
 	// It is announced only while it is held: answering ARP for an address
 	// the node would drop only black-holes its traffic.
 	Local bool
+	// Handover marks an address this node keeps answering only until its
+	// next owner is seen announcing it (make-before-break). It still
+	// answers requests, but sends no more gratuitous ARP/NA: a late burst
+	// round from the old owner, after the new owner's, would point clients
+	// back at the node that is about to go quiet.
+	Handover bool
 }
 
 // L2Config is the `[l2]` section (SPEC §4). It may change between Syncs
@@ -111,6 +117,7 @@ type l2Iface struct {
 type l2Addr struct {
 	vip    string
 	cancel context.CancelFunc // stops the burst and refresh
+	quiet  bool               // handing over: no burst or refresh running
 }
 
 // NewL2 returns an inert L2 output: nothing opens until the first Sync.
@@ -302,8 +309,16 @@ func (l *L2) syncIface(ifc *l2Iface, want map[netip.Addr]L2Announcement, cfg L2C
 	// Stop what no longer belongs here, or lost its responder.
 	for _, addr := range slices.SortedFunc(maps.Keys(ifc.addrs), netip.Addr.Compare) {
 		st := ifc.addrs[addr]
-		if _, ok := want[addr]; ok && ifc.responderFor(addr) != nil {
-			st.vip = want[addr].VIP
+		if w, ok := want[addr]; ok && ifc.responderFor(addr) != nil {
+			st.vip = w.VIP
+			switch {
+			case w.Handover && !st.quiet:
+				st.cancel()
+				st.quiet = true
+				l.log.Info("handing over; gratuitous announcements stopped", "vip", w.VIP, "addr", addr, "iface", ifc.link.Name)
+			case !w.Handover && st.quiet: // kept after all: announce afresh
+				ifc.addrs[addr] = l.startAnnounce(ifc.responderFor(addr), ifc.link.Name, w, cfg)
+			}
 			continue
 		}
 		st.cancel()
@@ -317,13 +332,22 @@ func (l *L2) syncIface(ifc *l2Iface, want map[netip.Addr]L2Announcement, cfg L2C
 			continue
 		}
 		a := want[addr]
-		ctx, cancel := context.WithCancel(l.ctx)
-		ifc.addrs[addr] = &l2Addr{vip: a.VIP, cancel: cancel}
-		l.log.Info("announcing", "vip", a.VIP, "addr", addr, "iface", ifc.link.Name)
-		l.wg.Add(1)
-		go l.announce(ctx, r, ifc.link.Name, a, cfg)
+		l.log.Info("announcing", "vip", a.VIP, "addr", addr, "iface", ifc.link.Name, "handover", a.Handover)
+		if a.Handover {
+			ifc.addrs[addr] = &l2Addr{vip: a.VIP, cancel: func() {}, quiet: true}
+			continue
+		}
+		ifc.addrs[addr] = l.startAnnounce(r, ifc.link.Name, a, cfg)
 	}
 	return errors.Join(errs...)
+}
+
+// startAnnounce starts a's burst and refresh on r in the background.
+func (l *L2) startAnnounce(r Responder, ifname string, a L2Announcement, cfg L2Config) *l2Addr {
+	ctx, cancel := context.WithCancel(l.ctx)
+	l.wg.Add(1)
+	go l.announce(ctx, r, ifname, a, cfg)
+	return &l2Addr{vip: a.VIP, cancel: cancel}
 }
 
 func (ifc *l2Iface) responderFor(addr netip.Addr) Responder {

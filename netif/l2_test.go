@@ -486,3 +486,45 @@ func TestL2SyncAfterClose(t *testing.T) {
 		t.Errorf("Sync after Close = %v", err)
 	}
 }
+
+func TestL2HandoverStopsTheBurstButKeepsAnswering(t *testing.T) {
+	e := newL2Env(t, link(2, "eth0", mac1, "192.0.2.1/24"))
+	e.cfg.GratuitousCount, e.cfg.GratuitousInterval = 1000, 5*time.Millisecond
+	e.mustSync(t, ann(v4a))
+	conn := e.lis.last(t, "arp eth0")
+	waitFrames(t, conn, 4)
+
+	leaving := ann(v4a)
+	leaving.Handover = true
+	e.mustSync(t, leaving)
+	sentBefore := countFor(t, conn.frames(), v4a)
+
+	// A new address's burst runs for several rounds; meanwhile the address
+	// being handed over must send at most the round that was in flight.
+	e.mustSync(t, leaving, ann(v4b))
+	deadline := time.Now().Add(5 * time.Second)
+	for countFor(t, conn.frames(), v4b) < 8 {
+		if time.Now().After(deadline) {
+			t.Fatal("the new address's burst did not run")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if after := countFor(t, conn.frames(), v4a); after > sentBefore+2 {
+		t.Errorf("%d gratuitous frames for %s after the handover began, want at most one round (2)", after-sentBefore, v4a)
+	}
+	if diff := cmp.Diff(map[string][]string{"eth0": {"192.0.2.100", "198.51.100.100"}}, status(e.l2)); diff != "" {
+		t.Errorf("answered (-want +got):\n%s", diff)
+	}
+}
+
+// countFor counts the gratuitous ARP frames announcing addr.
+func countFor(t *testing.T, frames [][]byte, addr netip.Addr) int {
+	t.Helper()
+	n := 0
+	for _, f := range frames {
+		if m, err := netif.ParseARP(f); err == nil && m.IsAnnouncement() && m.SenderIP == addr {
+			n++
+		}
+	}
+	return n
+}
