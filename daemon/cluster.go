@@ -170,7 +170,9 @@ func holdLost(v clusterView, prev, next reconcile.Desired, ps []placedIP, holdin
 		}
 		holding[a] = since
 		kept[a] = true
-		next[a] = p.announcement()
+		held := p.announcement()
+		held.Handover = true
+		next[a] = held
 	}
 	for a := range holding {
 		if !kept[a] {

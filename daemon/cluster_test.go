@@ -75,6 +75,12 @@ func TestHoldLostKeepsAnIPUntilItsNextOwnerAnnouncesIt(t *testing.T) {
 	if exp := holdLost(v, prev, next, ps, holding, now, time.Second); len(exp) != 0 || len(next) != 1 {
 		t.Fatalf("not held: next %v, expired %v", next, exp)
 	}
+	if !next[ip].Handover {
+		t.Error("a held IP is not marked Handover: its takeover burst would keep running")
+	}
+	if got := l2Wanted(next); len(got) != 1 || !got[0].Handover {
+		t.Errorf("Handover lost on the way to the L2 output: %+v", got)
+	}
 	// Still not announced after the hold: given up.
 	next = ownedDesired("n1", ps)
 	if exp := holdLost(v, prev, next, ps, holding, now.Add(time.Second), time.Second); len(exp) != 1 || len(next) != 0 {

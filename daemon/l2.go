@@ -27,7 +27,7 @@ func l2Wanted(d reconcile.Desired) []netif.L2Announcement {
 		if a.Mode != config.ModeL2 {
 			continue
 		}
-		out = append(out, netif.L2Announcement{Addr: a.Addr, VIP: a.VIP, Interfaces: a.Interfaces, Local: a.Local})
+		out = append(out, netif.L2Announcement{Addr: a.Addr, VIP: a.VIP, Interfaces: a.Interfaces, Local: a.Local, Handover: a.Handover})
 	}
 	return out
 }

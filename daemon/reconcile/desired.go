@@ -14,11 +14,14 @@ type Announcement struct {
 	Mode       string   // "l2" | "bgp"
 	Interfaces []string // L2: explicit interface choice; empty = default selection
 	Local      bool     // add the address to the local dummy link
+	// Handover: this node no longer owns the address and answers it only
+	// until the next owner is seen announcing it; no gratuitous bursts.
+	Handover bool
 }
 
 func (a Announcement) equal(b Announcement) bool {
 	return a.Addr == b.Addr && a.VIP == b.VIP && a.Mode == b.Mode &&
-		a.Local == b.Local && slices.Equal(a.Interfaces, b.Interfaces)
+		a.Local == b.Local && a.Handover == b.Handover && slices.Equal(a.Interfaces, b.Interfaces)
 }
 
 // Desired is the complete set of announcements for this node, keyed by IP.
