@@ -185,6 +185,7 @@ func (r *Ring) memberlistConfig() (*memberlist.Config, *logWriter, error) {
 	c.Transport = r.cfg.Transport
 	c.Delegate = (*delegate)(r)
 	c.Events = (*events)(r)
+	c.Ping = (*pinger)(r)
 	var w *logWriter
 	c.Logger, w = newStdLogger(r.log)
 	c.LogOutput = nil

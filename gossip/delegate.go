@@ -105,7 +105,7 @@ func (r *Ring) receiveChunk(c chunk, raw []byte) {
 		r.announcedLocked(c.node, e)
 	}
 	r.mu.Unlock()
-	r.queue.QueueBroadcast(&chunkBroadcast{node: c.node, gen: c.gen, idx: c.idx, msg: slices.Clone(raw)})
+	r.queue.Queue(&chunkBroadcast{node: c.node, gen: c.gen, idx: c.idx, msg: slices.Clone(raw)})
 	if committed {
 		r.wake()
 	}
@@ -159,7 +159,7 @@ func (r *Ring) seenOwnGen(gen uint64) {
 	r.local.Gen = max(r.local.Gen, gen) + 1
 	r.local.AnnounceGen = r.local.Gen
 	if b, err := encodeMeta(r.local); err == nil {
-		r.metaBytes = b
+		r.metaBytes, r.metaGen = b, r.local.Gen
 	}
 	r.mu.Unlock()
 	r.log.Info("gossip peers remember a newer generation of this node; moving past it", "node", r.cfg.NodeName, "gen", gen)
@@ -188,22 +188,47 @@ func (ev *events) NotifyLeave(n *memberlist.Node) {
 	(*Ring)(ev).observe(n, StateDead, EventDead)
 }
 
-// chunkBroadcast is one announced-set chunk in the broadcast queue. A newer
-// generation of the same node's set replaces every older chunk; the same
-// chunk queued twice (relayed back) replaces itself.
-type chunkBroadcast struct {
-	node string
-	gen  uint64
-	idx  int
-	msg  []byte
+// pinger is the Ring as memberlist's PingDelegate: every probe ack carries
+// the acking node's current generations (digest), so that each node learns
+// within one probe round (n × ProbeInterval) whether it missed one of the
+// others' broadcasts. Broadcasts do get lost: memberlist v0.7.0's own queue
+// can drop a node's meta update at the origin (see broadcastQueue), and
+// gossip is best effort (a few random peers per transmission, dead ones
+// included for GossipToTheDeadTime). A node that misses a meta update
+// cannot tell from the meta that its set is stale either. Without the
+// digest it would wait for memberlist's push-pull to pair it with a node
+// that knows: one random peer per PushPullInterval each, often longer than
+// a handover may take. memberlist calls both methods without its locks.
+type pinger Ring
+
+var _ memberlist.PingDelegate = (*pinger)(nil)
+
+// AckPayload returns this node's digest.
+func (p *pinger) AckPayload() []byte {
+	r := (*Ring)(p)
+	r.mu.Lock()
+	d := digest{gen: r.metaGen, announceGen: r.local.AnnounceGen}
+	r.mu.Unlock()
+	return encodeDigest(d)
 }
 
-var _ memberlist.Broadcast = (*chunkBroadcast)(nil)
-
-func (b *chunkBroadcast) Invalidates(other memberlist.Broadcast) bool {
-	o, ok := other.(*chunkBroadcast)
-	return ok && o.node == b.node && (o.gen < b.gen || (o.gen == b.gen && o.idx == b.idx))
+// NotifyPingComplete records the probed member's digest; joinLoop pulls
+// the member if this node still lags it after staleRepair. The digest
+// replaces the previous one (not the maximum), so a member restarted with
+// a clock set back is not pulled forever.
+func (p *pinger) NotifyPingComplete(other *memberlist.Node, _ time.Duration, payload []byte) {
+	r := (*Ring)(p)
+	if other == nil || len(payload) == 0 {
+		return
+	}
+	d, err := decodeDigest(payload)
+	if err != nil {
+		r.log.Debug("gossip probe digest dropped", "node", r.cfg.NodeName, "peer", other.Name, "err", err)
+		return
+	}
+	r.mu.Lock()
+	if e := r.members[other.Name]; e != nil && other.Name != r.cfg.NodeName {
+		e.heard = d
+	}
+	r.mu.Unlock()
 }
-
-func (b *chunkBroadcast) Message() []byte { return b.msg }
-func (b *chunkBroadcast) Finished()       {}

@@ -27,15 +27,25 @@
 //     incarnation and delivers it with join/update events. New, SetLabels
 //     and SetUnhealthy refuse metadata that would overflow 512 bytes.
 //   - The announced set: split into chunks of ≤ 1000 bytes (~190 IPv4 or
-//     ~55 IPv6 addresses each) that ride memberlist's broadcast queue. A
+//     ~55 IPv6 addresses each) that ride the gossip packets from the
+//     Ring's own transmit-limited queue (queue.go: memberlist's drops
+//     broadcasts of equal length). A
 //     receiver assembles all chunks of one generation before it commits
 //     them, and relays each chunk the first time it sees it (memberlist
 //     sends user broadcasts only from the origin, RetransmitMult×log10(n)
 //     times). A newer generation invalidates the older chunks still queued.
 //   - Push-pull (LocalState/MergeRemoteState) carries every alive member's
-//     set, so anti-entropy repairs lost chunks every PushPullInterval; and a
-//     member whose set lags its meta's AnnounceGen for longer than a second
-//     (fast) is pulled at once by joining it (a join is a push-pull).
+//     set, so anti-entropy repairs lost chunks every PushPullInterval.
+//   - Every probe ack carries the acking node's digest (format 1, kind 3:
+//     the Gen of its advertised meta and its AnnounceGen; PingDelegate), so
+//     each node learns the others' current generations once per probe
+//     round (n × ProbeInterval) even when it missed their broadcasts.
+//     Broadcasts get lost (see pinger; memberlist's queue can drop a meta
+//     update), and a node that missed the meta cannot tell that its set
+//     is stale either. A member whose set or meta this node holds older
+//     than its meta or its last ack say, for longer than a second (fast),
+//     is pulled by joining it (a join is a push-pull), instead of waiting
+//     until memberlist's random push-pull pairs the two nodes.
 //
 // Gen starts at the node's wall clock in nanoseconds and grows by one with
 // every local change, so a restarted node's generations stay above those its
@@ -128,7 +138,8 @@
 // Cost: 10 pings/s per node (plus acks, ≈ 100-byte packets), gossip packets
 // only while there is news, one TCP push-pull per node per 5 s (memberlist
 // stretches it above 32 nodes). TCPTimeout 1 s bounds a join or push-pull to
-// a dead address; PushPullInterval 5 s bounds how long a lost broadcast stays
-// lost; GossipToTheDeadTime 15 s keeps telling a wrongly declared node, so it
-// learns and refutes.
+// a dead address; a lost broadcast stays lost for about one probe round plus
+// one to two seconds (the ack digest, then a pull), not until a random
+// push-pull; GossipToTheDeadTime 15 s keeps telling a wrongly declared node,
+// so it learns and refutes. The digest adds ≈ 20 bytes to each ack.
 package gossip

@@ -17,8 +17,9 @@ import (
 //   - otherwise, every rejoin interval, it joins members it holds dead (a
 //     healed partition merges back; memberlist alone never re-contacts a
 //     dead node) and seeds that are not members;
-//   - every pass it pulls the state of members whose announced set lags
-//     their meta (a lost chunk), instead of waiting for push-pull.
+//   - every pass it pulls the state of members whose set or meta this node
+//     holds older than they advertise (a lost broadcast, see pinger),
+//     instead of waiting for memberlist's push-pull.
 func (r *Ring) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	backoff := r.timing.minBackoff
 	nextJoin := time.Now()
@@ -106,14 +107,14 @@ func (r *Ring) rejoinTargets(ml *memberlist.Memberlist, now time.Time) []string 
 	return slices.Compact(targets)
 }
 
-// staleTargets lists alive members whose announced set has lagged their
-// meta for staleRepair; joining one is a push-pull with it.
+// staleTargets lists alive members this node has lagged (entry.lagging)
+// for staleRepair; joining one is a push-pull with it, which brings both
+// its meta and its set. The wait lets broadcasts still in flight land.
 func (r *Ring) staleTargets(now time.Time) []string {
-	var targets []string
+	var targets, names []string
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for name, e := range r.members {
-		if !e.known || name == r.cfg.NodeName || e.state != StateAlive || e.meta.AnnounceGen <= e.set.gen {
+		if !e.known || name == r.cfg.NodeName || e.state != StateAlive || !e.lagging() {
 			e.staleSince = time.Time{}
 			continue
 		}
@@ -123,7 +124,13 @@ func (r *Ring) staleTargets(now time.Time) []string {
 		case now.Sub(e.staleSince) >= r.timing.staleRepair:
 			e.staleSince = now
 			targets = append(targets, e.addr.String())
+			names = append(names, name)
 		}
+	}
+	r.mu.Unlock()
+	if len(names) > 0 {
+		slices.Sort(names)
+		r.log.Debug("gossip state of members lags what they advertise; pulling it", "node", r.cfg.NodeName, "peers", names)
 	}
 	return targets
 }

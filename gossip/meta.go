@@ -18,8 +18,9 @@ const formatV1 = 1
 
 // Message kinds after the format byte of a user message or push-pull state.
 const (
-	kindChunk byte = 1 // one chunk of a node's announced set (broadcast)
-	kindState byte = 2 // every announced set this node knows (push-pull)
+	kindChunk  byte = 1 // one chunk of a node's announced set (broadcast)
+	kindState  byte = 2 // every announced set this node knows (push-pull)
+	kindDigest byte = 3 // a node's current generations (probe ack payload)
 )
 
 const flagLeaving = 1 << 0
@@ -272,6 +273,36 @@ func decodeState(b []byte) (map[string]announcedSet, error) {
 		return nil, fmt.Errorf("decode gossip state: %w", d.err)
 	}
 	return sets, nil
+}
+
+// digest is what a node says about itself in every probe ack: the Gen of
+// the meta it advertises and the AnnounceGen of its set. A prober holding
+// older ones has missed a broadcast and pulls the node's state.
+type digest struct {
+	gen, announceGen uint64
+}
+
+// encodeDigest encodes d:
+//
+//	format(1) kindDigest(1) uvarint(gen) uvarint(announceGen)
+func encodeDigest(d digest) []byte {
+	b := []byte{formatV1, kindDigest}
+	b = binary.AppendUvarint(b, d.gen)
+	return binary.AppendUvarint(b, d.announceGen)
+}
+
+// decodeDigest decodes an ack payload, including its format and kind
+// bytes. Trailing bytes are ignored (fields added within format 1).
+func decodeDigest(b []byte) (digest, error) {
+	d := decoder{b: b}
+	if f, k := d.byte(), d.byte(); d.err == nil && (f != formatV1 || k != kindDigest) {
+		return digest{}, fmt.Errorf("decode probe digest: format %d kind %d: this node reads format %d kind %d", f, k, formatV1, kindDigest)
+	}
+	g := digest{gen: d.uvarint(), announceGen: d.uvarint()}
+	if d.err != nil {
+		return digest{}, fmt.Errorf("decode probe digest: %w", d.err)
+	}
+	return g, nil
 }
 
 // normalizeAddrs returns a sorted, de-duplicated copy of addrs with invalid

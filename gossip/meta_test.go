@@ -154,7 +154,13 @@ func FuzzDecodeGossip(f *testing.F) {
 		f.Add(m)
 	}
 	f.Add(encodeState(map[string]announcedSet{"n1": {gen: 3, addrs: addrs("192.0.2.1")}}))
+	f.Add(encodeDigest(digest{gen: 9, announceGen: 8}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if d, err := decodeDigest(b); err == nil {
+			if d2, err := decodeDigest(encodeDigest(d)); err != nil || d2 != d {
+				t.Fatalf("digest re-decode: %+v, %v vs %+v", d2, err, d)
+			}
+		}
 		if len(b) >= 2 && b[1] == kindChunk {
 			if c, err := decodeChunk(b[2:]); err == nil && (c.idx >= c.total || c.node == "") {
 				t.Fatalf("accepted a bad chunk %+v", c)

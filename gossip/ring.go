@@ -95,7 +95,7 @@ type Ring struct {
 	started atomic.Bool
 
 	// queue holds this node's announced-set chunks and the ones it relays.
-	queue    *memberlist.TransmitLimitedQueue
+	queue    *broadcastQueue
 	numAlive atomic.Int32 // alive+suspect members incl. self, for queue sizing
 
 	metaDirty chan struct{} // cap 1: local metadata changed, call UpdateNode
@@ -108,6 +108,7 @@ type Ring struct {
 	local     Meta
 	localSet  []netip.Addr
 	metaBytes []byte
+	metaGen   uint64 // the Gen encoded in metaBytes (what peers can learn)
 	members   map[string]*entry
 	pending   []Event
 }
@@ -121,7 +122,17 @@ type entry struct {
 	meta       Meta
 	set        announcedSet
 	pend       *assembly
-	staleSince time.Time // when set.gen was first seen behind meta.AnnounceGen
+	heard      digest    // the member's own generations, from its last probe ack
+	staleSince time.Time // when this node was first seen lagging (see lagging)
+}
+
+// lagging reports whether this node holds an older set or older metadata
+// than the member advertises, in its meta or in its last probe ack. A
+// broadcast that reached no relay to this node leaves it lagging until a
+// pull (see joinLoop): memberlist's own push-pull alone may take several
+// PushPullIntervals to pair the two nodes.
+func (e *entry) lagging() bool {
+	return max(e.meta.AnnounceGen, e.heard.announceGen) > e.set.gen || e.heard.gen > e.meta.Gen
 }
 
 // assembly collects the chunks of one generation of a node's set.
@@ -164,9 +175,9 @@ func New(cfg Config) (*Ring, error) {
 		notify:    make(chan struct{}, 1),
 		members:   make(map[string]*entry),
 	}
-	r.queue = &memberlist.TransmitLimitedQueue{
-		NumNodes:       func() int { return int(max(1, r.numAlive.Load())) },
-		RetransmitMult: mc.RetransmitMult,
+	r.queue = &broadcastQueue{
+		numNodes: func() int { return int(max(1, r.numAlive.Load())) },
+		mult:     mc.RetransmitMult,
 	}
 	gen := uint64(time.Now().UnixNano())
 	r.local = Meta{
@@ -180,7 +191,7 @@ func New(cfg Config) (*Ring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip config: %w", err)
 	}
-	r.metaBytes = b
+	r.metaBytes, r.metaGen = b, gen
 	return r, nil
 }
 
@@ -281,7 +292,7 @@ func (r *Ring) SetAnnounced(addrs []netip.Addr) {
 	// labels and version already passed by more than a few bytes; if they
 	// ever do, keep the old meta rather than panic in memberlist.
 	if b, err := encodeMeta(r.local); err == nil {
-		r.metaBytes = b
+		r.metaBytes, r.metaGen = b, r.local.Gen
 	} else {
 		r.log.Error("gossip metadata too large", "node", r.cfg.NodeName, "err", err)
 	}
@@ -352,7 +363,7 @@ func (r *Ring) updateMeta(change func(*Meta)) error {
 		r.mu.Unlock()
 		return fmt.Errorf("update gossip metadata: %w", err)
 	}
-	r.local, r.metaBytes = m, b
+	r.local, r.metaBytes, r.metaGen = m, b, m.Gen
 	r.mu.Unlock()
 	r.pushMeta()
 	return nil
@@ -370,13 +381,13 @@ func (r *Ring) pushMeta() {
 // each burst of local metadata changes.
 //
 // An update that is not confirmed within metaConfirm (five gossip
-// intervals) is sent again with a new incarnation. In the daemon's
-// rolling-restart simulation (about 1 run in 20 under -race) an update
-// of memberlist v0.7.0 went unconfirmed and no peer saw the new metadata
-// (HealthDraining at SIGTERM) until the node's next UpdateNode, 3 s later;
-// the next UpdateNode always went through. memberlist never retries an
-// update itself (UpdateNode can also lose a race with a refutation, which
-// takes a higher incarnation without the new metadata), so the Ring does.
+// intervals) is sent again with a new incarnation. memberlist v0.7.0 can
+// drop the update's broadcast from its queue before sending it, without
+// ever confirming it (the queue flaw described at broadcastQueue; seen in
+// the daemon's rolling-restart simulation: no peer saw HealthDraining),
+// and UpdateNode can also lose a race with a refutation, which takes a
+// higher incarnation without the new metadata. memberlist never retries,
+// so the Ring does; peers that still miss it pull it (see pinger).
 func (r *Ring) metaLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	for {
 		select {
@@ -397,7 +408,7 @@ func (r *Ring) queueLocalSet() {
 	gen, set := r.local.AnnounceGen, r.localSet
 	r.mu.Unlock()
 	for i, msg := range encodeChunks(r.cfg.NodeName, gen, set) {
-		r.queue.QueueBroadcast(&chunkBroadcast{node: r.cfg.NodeName, gen: gen, idx: i, msg: msg})
+		r.queue.Queue(&chunkBroadcast{node: r.cfg.NodeName, gen: gen, idx: i, msg: msg})
 	}
 }
 
