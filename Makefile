@@ -66,6 +66,7 @@ FAILOVER_FLAGS ?=
 .PHONY: bench
 bench: ## Benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem $(TESTFLAGS) ./daemon/... ./netif/...
+	$(GO) test -run '^$$' -bench FalsePositivesUnderLoad -benchtime 1x -v $(TESTFLAGS) ./gossip/ -fp.window 20s
 	@if [ "$$(id -u)" != 0 ]; then echo "bench: not root, the ARP/NDP lab benchmark (tests/bench) will skip"; fi
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m $(TESTFLAGS) ./tests/bench/...
 	$(GO) run ./tests/failover/cmd/failover -reps $(FAILOVER_REPS) $(FAILOVER_FLAGS)

@@ -25,37 +25,12 @@ const (
 	checked = "192.0.2.101" // gated by a TCP health check
 )
 
-// buildOnce builds hostlbd once per test binary.
-var (
-	buildOnce sync.Once
-	buildDir  string
-	errBuild  error
-)
-
-func hostlbd(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, errBuild = os.MkdirTemp("", "l2lab-hostlbd-")
-		if errBuild != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "hostlbd"),
-			"github.com/hostlb/hostlb/cmd/hostlbd").CombinedOutput()
-		if err != nil {
-			errBuild = fmt.Errorf("go build hostlbd: %w\n%s", err, out)
-		}
-	})
-	if errBuild != nil {
-		t.Fatal(errBuild)
-	}
-	return filepath.Join(buildDir, "hostlbd")
-}
+// hostlbd is the binary under test, built once per test process.
+func hostlbd(t *testing.T) string { return netlab.Hostlbd(t) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		_ = os.RemoveAll(buildDir)
-	}
+	netlab.RemoveHostlbd()
 	os.Exit(code)
 }
 
