@@ -69,19 +69,20 @@
 //     rule adds on top of that unavoidable move is re-packing: with another
 //     preferred node of the Service still dead, z's return frees the node
 //     z's own IP had fallen back to, and a later fallback may move onto it.
-//     2'. With Current taken from the converged previous placement (what a
-//     running cluster gossips), losing a node moves exactly the IPs it held.
-//     A placement is a fixpoint of itself: announcing it changes nothing.
-//     3'. With Current likewise, adding a node moves exactly the IPs it is
-//     preferred for (and gives owners to IPs nobody could announce), except
-//     in a Service that had more IPs than alive eligible nodes, where
-//     distinct owners (4) take precedence over staying put.
 //  4. If a Service's IPs share one Eligible set and N ≤ the number of alive
 //     eligible nodes, its N IPs have N distinct owners.
 //  5. Shuffling the requests or any Eligible list changes nothing.
 //  6. BGP owners are exactly alive ∩ eligible.
 //  7. Over 10 nodes, 10,000 IPs (as 10,000 one-IP Services or 1,000
 //     ten-IP Services) land within ±10% of an even share per node.
+//
+// With sticky fallbacks (Current taken from the converged previous
+// placement, which is what a running cluster gossips), 2 and 3 become exact:
+// losing a node moves exactly the IPs it held, and adding a node moves
+// exactly the IPs it is preferred for (and gives owners to IPs nobody could
+// announce), except in a Service that had more IPs than alive eligible
+// nodes, where distinct owners (4) take precedence over staying put. A
+// placement is a fixpoint of itself: announcing it changes nothing.
 //
 // Guarantees 2 and 3 are about the alive set only. Changing a Service's
 // Eligible set (a node joining the selector, or a Local endpoint appearing
