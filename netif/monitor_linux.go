@@ -210,42 +210,46 @@ func (m *Monitor) session(ctx context.Context) (dumped bool, err error) {
 				changed = true
 			}
 		}
+		onLink := func(u netlink.LinkUpdate, ok bool) error {
+			if !ok {
+				linkOpen = false
+				return subscriptionErr("link", lastErr.Load())
+			}
+			note(b.applyLink(u), func() string { return linkReason(u) })
+			return nil
+		}
+		onAddr := func(u netlink.AddrUpdate, ok bool) error {
+			if !ok {
+				addrOpen = false
+				return subscriptionErr("address", lastErr.Load())
+			}
+			note(b.applyAddr(u), func() string { return addrReason(u) })
+			return nil
+		}
 		// Block for one update, then take whatever else is already
 		// queued, so a burst becomes one snapshot and one notification.
+		var err error
 		select {
 		case <-ctx.Done():
 			return true, nil
 		case u, ok := <-linkCh:
-			if !ok {
-				linkOpen = false
-				return true, subscriptionErr("link", lastErr.Load())
-			}
-			note(b.applyLink(u), func() string { return linkReason(u) })
+			err = onLink(u, ok)
 		case u, ok := <-addrCh:
-			if !ok {
-				addrOpen = false
-				return true, subscriptionErr("address", lastErr.Load())
-			}
-			note(b.applyAddr(u), func() string { return addrReason(u) })
+			err = onAddr(u, ok)
 		}
 	drain:
-		for range 4 * chanCap {
+		for i := 0; err == nil && i < 4*chanCap; i++ {
 			select {
 			case u, ok := <-linkCh:
-				if !ok {
-					linkOpen = false
-					return true, subscriptionErr("link", lastErr.Load())
-				}
-				note(b.applyLink(u), func() string { return linkReason(u) })
+				err = onLink(u, ok)
 			case u, ok := <-addrCh:
-				if !ok {
-					addrOpen = false
-					return true, subscriptionErr("address", lastErr.Load())
-				}
-				note(b.applyAddr(u), func() string { return addrReason(u) })
+				err = onAddr(u, ok)
 			default:
 				break drain
 			}
+		}
+		if err != nil {
+			return true, err
 		}
 		if changed {
 			m.publish(b.state(), reason)
