@@ -190,7 +190,9 @@ type Kubernetes struct {
 	Enabled bool
 	// Kubeconfig "" means in-cluster configuration; a relative path is made
 	// absolute against the config file's directory.
-	Kubeconfig        string
+	Kubeconfig string
+	// KubeconfigData is the file's content, read while validating.
+	KubeconfigData    []byte
 	LeaseNamespace    string
 	LoadBalancerClass string
 }

@@ -24,9 +24,14 @@ var (
 )
 
 // fakeFiles is an Options.ReadFile over a map, failing like os.ReadFile.
+// The default kubeconfig is always there (tests of other keys need not
+// care); TestKubeconfig covers it.
 func fakeFiles(files map[string]string) func(string) ([]byte, error) {
 	return func(name string) ([]byte, error) {
 		data, ok := files[name]
+		if !ok && name == "/etc/hostlb/kubeconfig" {
+			data, ok = testKubeconfig, true
+		}
 		if !ok {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 		}
@@ -41,6 +46,10 @@ func testOptions() Options {
 		ReadFile: fakeFiles(map[string]string{"/etc/hostlb/gossip.key": b64Key + "\n"}),
 	}
 }
+
+// testKubeconfig stands for the file `hostlbctl kubeconfig` writes; config
+// only checks that it can be read.
+const testKubeconfig = "apiVersion: v1\nkind: Config\n"
 
 // redirect is an Options.ReadFile that reads real files, with some paths
 // replaced: the shipped files name /etc/hostlb paths.
@@ -246,6 +255,7 @@ func TestParseEmpty(t *testing.T) {
 	c := mustParse(t, testOptions(), "/etc/hostlb/hostlb.toml", nil)
 	want := defaults("test-host")
 	want.Gossip.SecretKey = rawKey
+	want.Kubernetes.KubeconfigData = []byte(testKubeconfig)
 	if diff := cmp.Diff(want, c, cmpConfig); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -337,12 +347,17 @@ func TestShipped(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("secret\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(testKubeconfig), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	o := Options{
 		Hostname: func() (string, error) { return "node-1", nil },
 		ReadFile: redirect(map[string]string{
 			"/etc/hostlb/gossip.key":     key,
 			"/etc/hostlb/tor-a.password": pw,
 			"/etc/hostlb/tor-b.password": pw,
+			"/etc/hostlb/kubeconfig":     kubeconfig,
 		}),
 	}
 	for _, file := range []string{"../../configs/hostlb.toml", "../../configs/examples/static-l2.toml", "../../configs/examples/bgp.toml"} {
@@ -358,6 +373,7 @@ func TestShipped(t *testing.T) {
 				// The shipped file spells out every default.
 				want := defaults("node-1")
 				want.Gossip.SecretKey = rawKey
+				want.Kubernetes.KubeconfigData = []byte(testKubeconfig)
 				if diff := cmp.Diff(want, c, cmpConfig); diff != "" {
 					t.Errorf("shipped file differs from Default() (-want +got):\n%s", diff)
 				}
@@ -444,7 +460,7 @@ func ptr[T any](v T) *T { return &v }
 func TestGossipKeyRealFiles(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "hostlb.toml")
-	if err := os.WriteFile(conf, []byte("[node]\nname = \"n1\"\n[gossip]\nsecret_key_file = \"gossip.key\"\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("[node]\nname = \"n1\"\n[gossip]\nsecret_key_file = \"gossip.key\"\n[kubernetes]\nenabled = false\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// Missing, with no [gossip] position to blame beyond the key line.
@@ -584,5 +600,51 @@ func TestL2Allowed(t *testing.T) {
 		if got := d.L2.Allowed(ifname); got != want {
 			t.Errorf("default Allowed(%q) = %v, want %v", ifname, got, want)
 		}
+	}
+}
+
+func TestKubeconfig(t *testing.T) {
+	missing := func(name string) ([]byte, error) {
+		if name == "/etc/hostlb/gossip.key" {
+			return []byte(b64Key), nil
+		}
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	denied := func(name string) ([]byte, error) {
+		if name == "/etc/hostlb/gossip.key" {
+			return []byte(b64Key), nil
+		}
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrPermission}
+	}
+	for _, tc := range []struct {
+		name, conf string
+		read       func(string) ([]byte, error)
+		where      []string
+		msg        string
+	}{
+		{"missing", "", missing, []string{"0:kubernetes.kubeconfig"}, "hostlbctl kubeconfig --server"},
+		{"missing, named", "[kubernetes]\nkubeconfig = \"/etc/hostlb/kubeconfig\"\n", missing,
+			[]string{"2:kubernetes.kubeconfig"}, "file does not exist"},
+		{"unreadable", "", denied, []string{"0:kubernetes.kubeconfig"}, "chgrp hostlb /etc/hostlb/kubeconfig"},
+		{"disabled", "[kubernetes]\nenabled = false\n", missing, nil, ""},
+		{"in-cluster", "[kubernetes]\nkubeconfig = \"\"\n", missing, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions()
+			o.ReadFile = tc.read
+			_, err := o.Parse("/etc/hostlb/hostlb.toml", []byte(tc.conf))
+			if tc.where == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if diff := cmp.Diff(tc.where, where(t, err)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("error %q does not say %q", err, tc.msg)
+			}
+		})
 	}
 }

@@ -26,7 +26,33 @@ func (d *decoder) validate(cfg *Config) {
 			"must be more than 0 when gratuitous_count is %d (use \"1.1s\": Linux ignores a second ARP update within 1 s)", cfg.L2.GratuitousCount)
 	}
 	d.validateBGP(&cfg.BGP)
+	d.validateKubernetes(&cfg.Kubernetes)
 	d.validateVIPs(cfg)
+}
+
+// validateKubernetes reads the kubeconfig file, so that a missing or
+// unreadable one is a configuration error (exit 2, file named) rather than
+// a daemon that starts and never serves a Service. The daemon parses it.
+func (d *decoder) validateKubernetes(k *Kubernetes) {
+	const key = "kubernetes.kubeconfig"
+	if !k.Enabled || k.Kubeconfig == "" || d.hasErr(key) {
+		return
+	}
+	p := d.posOf(key)
+	data, err := d.opts.ReadFile(k.Kubeconfig)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		d.errorf(p, key, "%v (write it with: hostlbctl kubeconfig --server https://API-SERVER:6443 --out %s; "+
+			"or set kubernetes.enabled = false on a host without Kubernetes)", err, k.Kubeconfig)
+	case errors.Is(err, fs.ErrPermission):
+		d.errorf(p, key, "%v (the daemon runs as user hostlb: chgrp hostlb %s; chmod 0640 %[2]s)", err, k.Kubeconfig)
+	case err != nil:
+		d.errorf(p, key, "%v", err)
+	case len(data) == 0:
+		d.errorf(p, key, "%s is empty", k.Kubeconfig)
+	default:
+		k.KubeconfigData = data
+	}
 }
 
 // hasErr reports whether key or something under it already has an error, in
