@@ -1,13 +1,21 @@
 // Command hostlbctl is the operator's tool for hostlbd: configuration checks,
-// key generation and (as the control socket grows) the daemon's live state.
+// key generation, the daemon's kubeconfig and (as the control socket grows)
+// the daemon's live state.
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hostlb/hostlb/daemon/config"
 	"github.com/hostlb/hostlb/daemon/version"
@@ -28,13 +36,22 @@ commands:
   keygen               print a new base64 32-byte gossip key:
                          hostlbctl keygen > /etc/hostlb/gossip.key
                          chgrp hostlb /etc/hostlb/gossip.key && chmod 0640 /etc/hostlb/gossip.key
+  kubeconfig --server URL [--secret] [flags]
+                       write /etc/hostlb/kubeconfig with a token of the ServiceAccount
+                         kube-system/hostlb, requested with your admin kubeconfig
+                         (apply /usr/share/hostlb/manifests/ first; -h lists the flags)
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, connectAdmin)
+	stop()
+	os.Exit(code)
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// run executes one command and returns its exit code. connect builds the
+// Kubernetes client of `kubeconfig`; tests pass a fake.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, connect adminConnector) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -55,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if len(args) == 3 && args[1] == "check" {
 			return configCheck(args[2], stdout, stderr)
 		}
+	case "kubeconfig":
+		return kubeconfigMain(ctx, args[1:], stdout, stderr, connect)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -80,4 +99,32 @@ func configCheck(path string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: configuration is valid\n", path)
 	return exitOK
+}
+
+// connectAdmin loads the admin kubeconfig: path, or else the kubectl rules
+// ($KUBECONFIG, a list, else ~/.kube/config).
+func connectAdmin(path string) (kubernetes.Interface, []byte, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	where := "$KUBECONFIG or ~/.kube/config"
+	if path != "" {
+		rules.ExplicitPath = path
+		where = path
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("load the admin kubeconfig (%s): %w: pass --admin-kubeconfig, e.g. /etc/kubernetes/admin.conf on a control-plane node", where, err)
+	}
+	// Bound every request: a wrong address must fail, not hang.
+	cfg.Timeout = 30 * time.Second
+	ca := cfg.CAData
+	if len(ca) == 0 && cfg.CAFile != "" {
+		if ca, err = os.ReadFile(cfg.CAFile); err != nil {
+			return nil, nil, fmt.Errorf("read the admin kubeconfig's CA: %w", err)
+		}
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client for the admin kubeconfig (%s): %w", where, err)
+	}
+	return cs, ca, nil
 }

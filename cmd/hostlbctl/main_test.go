@@ -11,7 +11,7 @@ import (
 
 func TestKeygen(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run([]string{"keygen"}, &out, &errb); code != exitOK {
+	if code := run(t.Context(), []string{"keygen"}, &out, &errb, nil); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(out.String()))
@@ -19,7 +19,7 @@ func TestKeygen(t *testing.T) {
 		t.Fatalf("keygen printed %q: %d bytes, %v; want base64 of 32 bytes", out.String(), len(key), err)
 	}
 	var again bytes.Buffer
-	run([]string{"keygen"}, &again, &errb)
+	run(t.Context(), []string{"keygen"}, &again, &errb, nil)
 	if again.String() == out.String() {
 		t.Error("two keygens printed the same key")
 	}
@@ -31,13 +31,14 @@ func TestKeygen(t *testing.T) {
 	if err := os.WriteFile(keyFile, out.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	conf := "[node]\nname = \"n1\"\n[gossip]\nsecret_key_file = \"gossip.key\"\n"
+	// No Kubernetes: this host has no kubeconfig, and only the key is under test.
+	conf := "[node]\nname = \"n1\"\n[gossip]\nsecret_key_file = \"gossip.key\"\n[kubernetes]\nenabled = false\n"
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out.Reset()
 	errb.Reset()
-	if code := run([]string{"config", "check", cfg}, &out, &errb); code != exitOK {
+	if code := run(t.Context(), []string{"config", "check", cfg}, &out, &errb, nil); code != exitOK {
 		t.Fatalf("config check with a keygen key: exit %d: %s", code, errb.String())
 	}
 }
@@ -56,7 +57,7 @@ func TestUsageAndErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
-		code := run(tt.args, &out, &errb)
+		code := run(t.Context(), tt.args, &out, &errb, nil)
 		if code != tt.code {
 			t.Errorf("%q: exit %d, want %d", tt.args, code, tt.code)
 		}
