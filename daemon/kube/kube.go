@@ -1,0 +1,137 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/hostlb/hostlb/daemon/version"
+)
+
+// ErrKubeconfig marks a kubeconfig that cannot be used: a configuration
+// error (hostlbd exits 2), not an API server that is down.
+var ErrKubeconfig = errors.New("invalid kubeconfig")
+
+// Client rate limits: the IPAM leader writes one status per Service, and a
+// burst of 1,000 new Services should not wait on client-go's default of 5
+// requests per second. At rest the daemon sends nothing but its watches.
+const (
+	clientQPS   = 200
+	clientBurst = 400
+)
+
+// RESTConfig builds the client configuration from a kubeconfig's content,
+// or the in-cluster configuration when data is empty.
+func RESTConfig(data []byte) (*rest.Config, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if len(data) == 0 {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.RESTConfigFromKubeConfig(data)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKubeconfig, err)
+	}
+	cfg.QPS, cfg.Burst = clientQPS, clientBurst
+	cfg.UserAgent = "hostlbd/" + version.Version
+	return cfg, nil
+}
+
+// Options configure the Kubernetes side of a node.
+type Options struct {
+	Log            *slog.Logger
+	Config         *rest.Config
+	NodeName       string
+	LeaseNamespace string
+	BGPClass       string
+	// OnChange is told (without blocking) when a watched object changed.
+	OnChange func(Kind)
+	// IPAM tuning (tests).
+	IPAM IPAMOptions
+}
+
+// Kubernetes is the node's Kubernetes side: the informers and the
+// leader-elected IPAM controller.
+type Kubernetes struct {
+	Source *Source
+	IPAM   *IPAM
+	leader atomic.Bool
+}
+
+// New returns the inert Kubernetes side; its Run methods start it.
+func New(opts Options) (*Kubernetes, error) {
+	client, err := kubernetes.NewForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKubeconfig, err)
+	}
+	dyn, err := dynamic.NewForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKubeconfig, err)
+	}
+	k := &Kubernetes{}
+	var ipamCtl *IPAM
+	k.Source = NewSource(SourceOptions{
+		Log: opts.Log.With("component", "kube"), Client: client, Dynamic: dyn,
+		OnChange: func(kind Kind) {
+			if ipamCtl != nil {
+				ipamCtl.Trigger(kind)
+			}
+			if opts.OnChange != nil {
+				opts.OnChange(kind)
+			}
+		},
+	})
+	io := opts.IPAM
+	io.Log = opts.Log.With("component", "ipam")
+	io.Client = client
+	io.Source = k.Source
+	io.Identity = opts.NodeName
+	io.LeaseNamespace = opts.LeaseNamespace
+	io.BGPClass = opts.BGPClass
+	onLeader := io.OnLeader
+	io.OnLeader = func(v bool) {
+		k.leader.Store(v)
+		if onLeader != nil {
+			onLeader(v)
+		}
+	}
+	ipamCtl = NewIPAM(io)
+	k.IPAM = ipamCtl
+	return k, nil
+}
+
+// Synced is closed once every cache holds a full list.
+func (k *Kubernetes) Synced() <-chan struct{} { return k.Source.Synced() }
+
+// Summary describes the Kubernetes side for the STATUS line.
+func (k *Kubernetes) Summary() string {
+	select {
+	case <-k.Source.Synced():
+	default:
+		return "Kubernetes API not reachable yet (Services not served; static VIPs are)"
+	}
+	if k.leader.Load() {
+		return "Kubernetes synced, IPAM leader"
+	}
+	return "Kubernetes synced"
+}
+
+// Run runs the informers and the IPAM controller until ctx is done.
+func (k *Kubernetes) Run(ctx context.Context) error {
+	done := make(chan error, 1)
+	sctx, stopSource := context.WithCancel(context.WithoutCancel(ctx))
+	go func() { done <- k.Source.Run(sctx) }()
+	err := k.IPAM.Run(ctx) // releases the Lease on stop, so the source must outlive it
+	stopSource()
+	return errors.Join(err, <-done)
+}
