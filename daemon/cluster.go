@@ -60,66 +60,74 @@ func (v clusterView) othersAnnounce(a netip.Addr) bool {
 	return false
 }
 
-// placedIP is one static VIP address with its placement.
+// placedIP is one address of a group with its placement.
 type placedIP struct {
-	vip config.VIP
+	group *reconcile.Group
 	placement.Assignment
 }
 
 func (p placedIP) owns(node string) bool { return slices.Contains(p.Owners, node) }
 
 // announcement is what the node announces when it owns p.
-func (p placedIP) announcement() reconcile.Announcement {
-	return reconcile.Announcement{
-		Addr: p.Addr, VIP: p.vip.Name, Mode: p.vip.Mode, Interfaces: p.vip.Interfaces, Local: p.vip.Local,
-	}
-}
+func (p placedIP) announcement() reconcile.Announcement { return p.group.Announcement(p.Addr) }
 
-// placeStatic places every address of every static VIP over the ring (SPEC
+// placeGroups places every address of every group over the ring (SPEC
 // §6). Pure: no I/O, no clock.
 //
-//   - Service is the VIP name, Slot the address's index in `addresses`.
-//   - Eligible: every member the ring remembers, dead or alive, whose
-//     gossiped labels match node_selector. Keeping dead members keeps the
-//     preferred ranks stable while a node is away, so only its IPs move.
+//   - Service is the group's name, Slot the slot's index; the addresses
+//     of one slot (a dual-stack pair) are placed as one: the slot's first
+//     address is placed, and the others get its owners.
+//   - Eligible: every member the ring remembers, dead or alive, that the
+//     group admits (its Nodes, or its selector over the member's gossiped
+//     labels). Keeping dead members keeps the preferred ranks stable while
+//     a node is away, so only its IPs move.
 //   - Up (placement's alive set): members that are alive, health OK, not
-//     leaving, and whose own health check of this VIP passes (they gossip
-//     the names of failing VIPs in Meta.Unhealthy). A failing check takes
-//     the node out of the VIP's alive set rather than its eligible set,
-//     which would re-rank every node after it.
+//     leaving, and whose own health check of this group passes (they
+//     gossip the names of failing VIPs in Meta.Unhealthy). A failing check
+//     takes the node out of the group's alive set rather than its eligible
+//     set, which would re-rank every node after it.
 //   - Current: the one alive member whose gossiped announced set holds
-//     the address ("" if none or several), so fallbacks are sticky.
+//     the slot's first address ("" if none or several), so fallbacks are
+//     sticky.
 //
-// Placement is called once per VIP, because each VIP has its own up set;
-// Place treats Services independently, so this is the same answer.
-func placeStatic(v clusterView, vips []config.VIP) []placedIP {
+// Placement is called once per group, because each group has its own up
+// set; Place treats Services independently, so this is the same answer.
+func placeGroups(v clusterView, groups []reconcile.Group) []placedIP {
 	var out []placedIP
-	for _, vip := range vips {
+	for gi := range groups {
+		g := &groups[gi]
 		var eligible []string
 		up := make(map[string]bool, len(v.up))
 		for _, m := range v.members {
-			if !selects(vip.NodeSelector, m.Meta.Labels) {
+			if !g.Eligible(m.Name, m.Meta.Labels) {
 				continue
 			}
 			eligible = append(eligible, m.Name)
-			if v.up[m.Name] && !slices.Contains(m.Meta.Unhealthy, vip.Name) {
+			if v.up[m.Name] && !slices.Contains(m.Meta.Unhealthy, g.Name) {
 				up[m.Name] = true
 			}
 		}
 		mode := placement.L2
-		if vip.Mode == config.ModeBGP {
+		if g.Mode == config.ModeBGP {
 			mode = placement.BGP
 		}
-		reqs := make([]placement.Request, 0, len(vip.Addresses))
-		for i, a := range vip.Addresses {
-			r := placement.Request{Service: vip.Name, Slot: i, Addr: a, Mode: mode, Eligible: eligible}
-			if ns := v.announcers[a]; len(ns) == 1 {
+		reqs := make([]placement.Request, 0, len(g.Slots))
+		for i, slot := range g.Slots {
+			if len(slot) == 0 {
+				continue
+			}
+			r := placement.Request{Service: g.Name, Slot: i, Addr: slot[0], Mode: mode, Eligible: eligible}
+			if ns := v.announcers[slot[0]]; len(ns) == 1 {
 				r.Current = ns[0]
 			}
 			reqs = append(reqs, r)
 		}
 		for _, as := range placement.Place(reqs, up) {
-			out = append(out, placedIP{vip: vip, Assignment: as})
+			for _, a := range g.Slots[as.Slot] {
+				each := as
+				each.Addr = a
+				out = append(out, placedIP{group: g, Assignment: each})
+			}
 		}
 	}
 	return out
@@ -201,7 +209,7 @@ func disagreements(v clusterView, ps []placedIP) map[netip.Addr]disagreement {
 		}
 		ns := v.announcers[p.Addr]
 		if len(ns) >= 2 || (len(ns) == 0 && len(p.Owners) > 0) {
-			out[p.Addr] = disagreement{vip: p.vip.Name, addr: p.Addr, nodes: ns}
+			out[p.Addr] = disagreement{vip: p.group.Name, addr: p.Addr, nodes: ns}
 		}
 	}
 	return out

@@ -42,7 +42,7 @@ func TestPlaceStaticEligibilityAndHealth(t *testing.T) {
 		member("n7", gossip.StateAlive, gossip.HealthOK, a),       // failing its check below
 	}
 	members[6].Meta.Unhealthy = []string{"web"}
-	ps := placeStatic(newClusterView("n1", members), []config.VIP{vip, bgp})
+	ps := placeGroups(newClusterView("n1", members), StaticGroups([]config.VIP{vip, bgp}))
 	for addr, owners := range ownersOf(ps) {
 		switch addr {
 		case "192.0.2.50":
@@ -69,7 +69,7 @@ func TestHoldLostKeepsAnIPUntilItsNextOwnerAnnouncesIt(t *testing.T) {
 		member("n2", gossip.StateAlive, gossip.HealthOK, nil),
 	}
 	v := newClusterView("n1", members)
-	ps := placeStatic(v, []config.VIP{vip})
+	ps := placeGroups(v, StaticGroups([]config.VIP{vip}))
 	holding := map[netip.Addr]time.Time{}
 	next := ownedDesired("n1", ps)
 	if exp := holdLost(v, prev, next, ps, holding, now, time.Second); len(exp) != 0 || len(next) != 1 {
@@ -96,7 +96,7 @@ func TestHoldLostKeepsAnIPUntilItsNextOwnerAnnouncesIt(t *testing.T) {
 	}
 	// Nobody else can take it: dropped at once.
 	v = newClusterView("n1", members[:1])
-	ps = placeStatic(v, []config.VIP{vip})
+	ps = placeGroups(v, StaticGroups([]config.VIP{vip}))
 	next = ownedDesired("n1", ps)
 	if holdLost(v, prev, next, ps, holding, now, time.Second); len(next) != 0 {
 		t.Fatalf("kept with no next owner: next %v", next)
@@ -111,7 +111,7 @@ func TestDisagreementsAndSettled(t *testing.T) {
 		member("n3", gossip.StateDead, gossip.HealthOK, nil, "192.0.2.12"), // stale: not counted
 	}
 	v := newClusterView("n1", members)
-	dis := disagreements(v, placeStatic(v, []config.VIP{vip}))
+	dis := disagreements(v, placeGroups(v, StaticGroups([]config.VIP{vip})))
 	if d, ok := dis[netip.MustParseAddr("192.0.2.11")]; !ok || len(d.nodes) != 2 {
 		t.Errorf("conflict not seen: %+v", dis)
 	}

@@ -41,8 +41,10 @@ type Options struct {
 	LogLevel *slog.LevelVar
 	// Notifier defaults to a no-op.
 	Notifier Notifier
-	// Outputs receive the announcement diffs computed by the reconcile loop.
-	Outputs []reconcile.Output
+	// Groups are the inputs besides the static [[vip]] config (the
+	// Kubernetes source's Services, kube.Kubernetes.Groups). Every pass
+	// places them together with the static groups. Nil: static VIPs only.
+	Groups GroupSource
 	// Links follows the node's links and addresses; the real one is
 	// *netif.Monitor, whose OnChange the caller wires to Trigger. The
 	// daemon runs it first (so stops it last) and makes no reconcile pass
@@ -73,6 +75,15 @@ type Options struct {
 	// normal (a failover or handover in flight) before they are logged;
 	// default 2 s.
 	DisagreementGrace time.Duration
+	// Kube is the Kubernetes side ([kubernetes] enabled; nil otherwise).
+	// The API never holds static VIPs hostage: READY=1 waits for its
+	// caches at most KubeSyncWait after the first full reconcile, then
+	// comes anyway with a STATUS line saying the API is unreachable, and
+	// Services are served as soon as it answers.
+	Kube KubeSide
+	// KubeSyncWait bounds that wait; default 10 s (inside the unit's
+	// TimeoutStartSec).
+	KubeSyncWait time.Duration
 	// Components run beside the core ones, started after them (so stopped
 	// before them).
 	Components []Component
@@ -80,6 +91,10 @@ type Options struct {
 	// the unit's TimeoutStopSec.
 	DrainTimeout time.Duration
 }
+
+// defaultKubeSyncWait bounds how long READY=1 waits for the Kubernetes
+// caches (Options.KubeSyncWait).
+const defaultKubeSyncWait = 10 * time.Second
 
 // LinkSource is the daemon's view of the node's links (netif.Monitor,
 // netiftest.Monitor).
@@ -89,6 +104,23 @@ type LinkSource interface {
 	// Ready is closed once Snapshot holds a complete first dump.
 	Ready() <-chan struct{}
 	// Run follows the links until ctx is done.
+	Run(ctx context.Context) error
+}
+
+// GroupSource is an input that produces groups (daemon/kube).
+type GroupSource interface {
+	// Groups returns the groups to place now; it never blocks and makes
+	// no API request (it reads caches).
+	Groups() []reconcile.Group
+}
+
+// KubeSide is what the daemon needs of the Kubernetes side (kube.Kubernetes).
+type KubeSide interface {
+	// Synced is closed once every informer cache holds a full list.
+	Synced() <-chan struct{}
+	// Summary describes its state for the STATUS line.
+	Summary() string
+	// Run follows the API until ctx is done.
 	Run(ctx context.Context) error
 }
 
@@ -111,7 +143,6 @@ type Daemon struct {
 	log     *slog.Logger
 	notify  Notifier
 	loop    *reconcile.Loop
-	applier *reconcile.Applier
 	health  *healthChecks
 
 	// firstDone is closed after the first pass that ran to its end, with
@@ -163,12 +194,14 @@ func New(opts Options) (*Daemon, error) {
 	if opts.DisagreementGrace <= 0 {
 		opts.DisagreementGrace = defaultGrace
 	}
+	if opts.KubeSyncWait <= 0 {
+		opts.KubeSyncWait = defaultKubeSyncWait
+	}
 	d := &Daemon{
 		opts:      opts,
 		log:       opts.Logger,
 		notify:    opts.Notifier,
 		cfg:       opts.Config,
-		applier:   reconcile.NewApplier(opts.Outputs...),
 		firstDone: make(chan struct{}),
 		drained:   make(chan struct{}),
 	}
@@ -190,6 +223,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("hostlbd started", "node", cfg.Node.Name, "version", version.Version,
 		"commit", version.CommitOrUnknown(), "vips", len(cfg.VIPs))
 	d.logVIPs(cfg)
+	d.logUnserved(cfg)
 	d.loop.Trigger("start")
 
 	// Order matters: what is started first is stopped last. The links
@@ -210,6 +244,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			<-ctx.Done()
 			return d.opts.L2.Close()
 		}})
+	}
+	if d.opts.Kube != nil {
+		// After the L2 output: stopped before it, so the IPAM Lease is
+		// released while the node still answers.
+		comps = append(comps, ComponentFunc{N: "kubernetes", F: d.opts.Kube.Run})
 	}
 	comps = append(comps,
 		ComponentFunc{N: "health", F: d.health.Run},
@@ -253,6 +292,19 @@ func (d *Daemon) announceReady(ctx context.Context) error {
 		return nil
 	case <-d.firstDone:
 	}
+	if k := d.opts.Kube; k != nil {
+		wait := time.NewTimer(d.opts.KubeSyncWait)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return nil
+		case <-k.Synced():
+		case <-wait.C:
+			d.log.Warn("Kubernetes API not reachable: ready without it; static VIPs are served, Services will be once the API answers",
+				"waited", d.opts.KubeSyncWait)
+		}
+		wait.Stop()
+	}
 	if err := d.notify.Ready(); err != nil {
 		d.log.Warn("sd_notify READY", "err", err)
 	}
@@ -278,23 +330,30 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		}
 	}
 	d.health.Update(cfg.VIPs)
-	vips := make([]config.VIP, 0, len(cfg.VIPs))
+	var healthy []config.VIP
 	var failing []string
 	for _, v := range cfg.VIPs {
 		if d.health.Healthy(v) {
-			vips = append(vips, v)
+			healthy = append(healthy, v)
 		} else {
 			failing = append(failing, v.Name)
 		}
 	}
+	var dynamic []reconcile.Group
+	if d.opts.Groups != nil {
+		dynamic = d.opts.Groups.Groups()
+	}
 	var (
-		next = StaticDesired(cfg.Node.Labels, vips)
+		next = localDesired(cfg.Node.Name, cfg.Node.Labels, append(StaticGroups(healthy), dynamic...))
 		ps   []placedIP
 	)
 	if d.opts.Ring != nil {
+		// With a ring every group is placed; a failing health check
+		// travels in the node's metadata instead (placeGroups).
+		groups := append(StaticGroups(cfg.VIPs), dynamic...)
 		var settledPass bool
 		var err error
-		next, ps, settledPass, err = d.clusterDesired(ctx, cfg, failing)
+		next, ps, settledPass, err = d.clusterDesired(ctx, cfg, groups, failing)
 		if err != nil {
 			return err
 		}
@@ -331,13 +390,12 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, next reconcile.D
 	d.unhealthy = unhealthy
 	d.mu.Unlock()
 
-	err := d.applier.Apply(ctx, next)
+	var err error
 	if d.opts.L2 != nil {
-		l2err := d.opts.L2.Sync(ctx, links, l2Config(cfg.L2), l2Wanted(next))
+		err = d.opts.L2.Sync(ctx, links, l2Config(cfg.L2), l2Wanted(next))
 		if ctx.Err() == nil {
-			d.reportL2(l2err)
+			d.reportL2(err)
 		}
-		err = errors.Join(err, l2err)
 		st := d.opts.L2.Status()
 		d.mu.Lock()
 		d.announced = st
@@ -391,6 +449,9 @@ func (d *Daemon) status(phase string) {
 		}
 		if d.opts.Ring != nil {
 			line += d.clusterSummary()
+		}
+		if d.opts.Kube != nil {
+			line += "; " + d.opts.Kube.Summary()
 		}
 		if unhealthy > 0 {
 			line += fmt.Sprintf("; %d VIPs failing their health check", unhealthy)

@@ -16,7 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hostlb/hostlb/daemon/config"
-	"github.com/hostlb/hostlb/daemon/reconcile"
+	"github.com/hostlb/hostlb/netif/netiftest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -98,31 +98,16 @@ var vipWeb = config.VIP{
 	Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")},
 }
 
-// recordingOutput records the diffs it is given.
-type recordingOutput struct {
-	mu    sync.Mutex
-	diffs []reconcile.Diff
-	ch    chan reconcile.Diff
-}
-
-func (r *recordingOutput) Name() string { return "recorder" }
-func (r *recordingOutput) Apply(_ context.Context, d reconcile.Diff) error {
-	r.mu.Lock()
-	r.diffs = append(r.diffs, d)
-	r.mu.Unlock()
-	r.ch <- d
-	return nil
-}
-
 func TestRunReadyAfterFirstReconcileThenStopping(t *testing.T) {
 	n := newFakeNotifier()
-	out := &recordingOutput{ch: make(chan reconcile.Diff, 8)}
+	out := newFakeAnnouncer()
 	var logs syncBuffer
 	d, err := New(Options{
 		Config:   testConfig(vipWeb),
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		Notifier: n,
-		Outputs:  []reconcile.Output{out},
+		Links:    netiftest.NewMonitor(eth0),
+		L2:       out,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -134,9 +119,9 @@ func TestRunReadyAfterFirstReconcileThenStopping(t *testing.T) {
 	n.waitFor(t, is("READY"))
 	// READY comes only after the output saw the first full state.
 	select {
-	case diff := <-out.ch:
-		if len(diff.Add) != 2 {
-			t.Errorf("first diff adds %d announcements, want 2: %+v", len(diff.Add), diff)
+	case c := <-out.ch:
+		if len(c.want) != 2 {
+			t.Errorf("first pass wants %d addresses, want 2: %+v", len(c.want), c)
 		}
 	default:
 		t.Fatal("READY sent before the first reconcile reached the outputs")
@@ -156,7 +141,8 @@ func TestRunReadyAfterFirstReconcileThenStopping(t *testing.T) {
 	if i < 0 || i < slices.Index(n.events, "READY") {
 		t.Errorf("want STOPPING after READY, got %q", n.events)
 	}
-	for _, want := range []string{"hostlbd started", "vip configured", "vip=web", "hostlbd stopped"} {
+	for _, want := range []string{"hostlbd started", "vip configured", "vip=web", "hostlbd stopped",
+		"configured but not served by this version", "key=metrics.listen", "key=control.socket"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}
@@ -165,7 +151,7 @@ func TestRunReadyAfterFirstReconcileThenStopping(t *testing.T) {
 
 func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 	n := newFakeNotifier()
-	out := &recordingOutput{ch: make(chan reconcile.Diff, 8)}
+	out := newFakeAnnouncer()
 	var logs syncBuffer
 	reload := make(chan struct{})
 	var (
@@ -185,7 +171,8 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 		Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level})),
 		LogLevel: level,
 		Notifier: n,
-		Outputs:  []reconcile.Output{out},
+		Links:    netiftest.NewMonitor(eth0),
+		L2:       out,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -229,16 +216,15 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 	next, nerr = good, nil
 	mu.Unlock()
 	reload <- struct{}{}
-	diff := <-out.ch
-	want := reconcile.Diff{
-		Add: []reconcile.Announcement{{Addr: netip.MustParseAddr("198.51.100.7"), VIP: "db", Mode: "l2"}},
-		Remove: []reconcile.Announcement{
-			{Addr: netip.MustParseAddr("192.0.2.10"), VIP: "web", Mode: "l2"},
-			{Addr: netip.MustParseAddr("2001:db8::10"), VIP: "web", Mode: "l2"},
-		},
+	// The output is handed the whole new set (level-triggered): db only.
+	var c l2Call
+	for c = range out.ch {
+		if !slices.Equal(c.want, []string{"192.0.2.10", "2001:db8::10"}) {
+			break
+		}
 	}
-	if d := cmp.Diff(want, diff, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
-		t.Errorf("diff after reload (-want +got):\n%s", d)
+	if want := []string{"198.51.100.7"}; !slices.Equal(c.want, want) {
+		t.Errorf("pass after reload wants %v, want %v", c.want, want)
 	}
 	if got := d.config().Node.Name; got != "n1" {
 		t.Errorf("node.name changed live to %q; it needs a restart", got)
@@ -356,13 +342,13 @@ func TestDrainTimeoutAbandonsStuckComponent(t *testing.T) {
 	<-first.started
 }
 
-func TestStaticDesiredHonoursNodeSelector(t *testing.T) {
+func TestLocalDesiredHonoursNodeSelector(t *testing.T) {
 	vips := []config.VIP{
 		{Name: "a", Mode: "l2", Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.1")}, NodeSelector: map[string]string{"rack": "a1"}},
 		{Name: "b", Mode: "bgp", Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.2")}, NodeSelector: map[string]string{"rack": "b2"}},
 		{Name: "c", Mode: "l2", Addresses: []netip.Addr{netip.MustParseAddr("2001:db8::3")}, Local: true},
 	}
-	got := StaticDesired(map[string]string{"rack": "a1"}, vips)
+	got := localDesired("n1", map[string]string{"rack": "a1"}, StaticGroups(vips))
 	var names []string
 	for _, a := range got.Sorted() {
 		names = append(names, a.VIP+"="+a.Addr.String())

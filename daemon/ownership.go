@@ -31,7 +31,6 @@ type ringState struct {
 	join      []string
 	unhealthy []string
 	metaErr   string // the last metadata error logged
-	bgpLogged bool   // "BGP announcing not implemented" logged
 
 	holding  map[netip.Addr]time.Time // lost IPs kept until their next owner answers
 	episodes map[netip.Addr]*episode  // disagreements seen, by address
@@ -48,10 +47,10 @@ type episode struct {
 
 // clusterDesired is the ring half of a pass: it publishes this node's
 // metadata, waits (without blocking) until the node has settled into the
-// ring, places every static VIP and returns what this node announces. ok
+// ring, places every group and returns what this node announces. ok
 // is false while the node has not settled: it then announces nothing and
 // the pass is not the first full one (READY=1 waits).
-func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, unhealthy []string) (next reconcile.Desired, ps []placedIP, ok bool, err error) {
+func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, groups []reconcile.Group, unhealthy []string) (next reconcile.Desired, ps []placedIP, ok bool, err error) {
 	ring := d.opts.Ring
 	select {
 	case <-ring.Ready():
@@ -84,7 +83,7 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, unhealt
 		view = newClusterView(cfg.Node.Name, ring.Members()) // with this node up
 	}
 
-	ps = placeStatic(view, cfg.VIPs)
+	ps = placeGroups(view, groups)
 	next = ownedDesired(cfg.Node.Name, ps)
 	d.mu.Lock()
 	prev := d.desired
@@ -107,7 +106,6 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, unhealt
 		d.log.Warn("no other node announced these IPs in time; stopping anyway", "node", cfg.Node.Name,
 			"addrs", fmt.Sprint(expired), "waited", d.opts.HandoverTimeout, "draining", draining)
 	}
-	d.logBGPOnce(cfg, next)
 	return next, ps, true, nil
 }
 
@@ -153,25 +151,6 @@ func (d *Daemon) publishMeta(cfg *config.Config, unhealthy []string) {
 	d.mu.Unlock()
 	if msg != "" && !same {
 		d.log.Error("cannot gossip this node's metadata; peers see the previous labels or health checks", "err", msg)
-	}
-}
-
-// logBGPOnce says, once, that BGP-mode static VIPs are placed but not
-// announced: there is no BGP output yet, and pretending would be worse.
-func (d *Daemon) logBGPOnce(cfg *config.Config, next reconcile.Desired) {
-	for _, a := range next {
-		if a.Mode != config.ModeBGP {
-			continue
-		}
-		d.mu.Lock()
-		logged := d.ring.bgpLogged
-		d.ring.bgpLogged = true
-		d.mu.Unlock()
-		if !logged {
-			d.log.Warn("BGP announcing is not implemented yet; BGP-mode static VIPs are placed but not announced",
-				"node", cfg.Node.Name, "vip", a.VIP, "addr", a.Addr)
-		}
-		return
 	}
 }
 

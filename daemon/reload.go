@@ -69,6 +69,7 @@ func (d *Daemon) Reload() {
 			"keys", strings.Join(restart, ","))
 	}
 	d.log.Info("config reloaded", "changed", strings.Join(live, ","), "node", effective.Node.Name)
+	d.logUnserved(effective)
 	for _, k := range live {
 		if k == "vip" || strings.HasPrefix(k, "vip") {
 			d.logVIPs(effective)

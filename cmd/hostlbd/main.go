@@ -14,8 +14,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	"k8s.io/klog/v2"
+
 	"github.com/hostlb/hostlb/daemon"
 	"github.com/hostlb/hostlb/daemon/config"
+	"github.com/hostlb/hostlb/daemon/kube"
 	"github.com/hostlb/hostlb/daemon/version"
 	"github.com/hostlb/hostlb/gossip"
 	"github.com/hostlb/hostlb/netif"
@@ -110,6 +113,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 			Log: log.With("component", "local"),
 		}),
 	})
+	var kubeSide daemon.KubeSide
+	if cfg.Kubernetes.Enabled {
+		// client-go logs through klog: into the same journal, as records
+		// of their own component.
+		klog.SetSlogLogger(log.With("component", "client-go"))
+		rc, err := kube.RESTConfig(cfg.Kubernetes.KubeconfigData)
+		if err != nil {
+			fmt.Fprintf(stderr, "hostlbd: %s: %v\n", cfg.Kubernetes.Kubeconfig, err)
+			return exitConfig
+		}
+		k, err := kube.New(kube.Options{
+			Log:            log,
+			Config:         rc,
+			NodeName:       cfg.Node.Name,
+			LeaseNamespace: cfg.Kubernetes.LeaseNamespace,
+			BGPClass:       cfg.Kubernetes.LoadBalancerClass,
+			OnChange:       func(kind kube.Kind) { d.Trigger("kubernetes: " + string(kind)) },
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "hostlbd: %s: %v\n", cfg.Kubernetes.Kubeconfig, err)
+			return exitConfig
+		}
+		kubeSide = k
+	}
 	d, err = daemon.New(daemon.Options{
 		Config:   cfg,
 		Load:     func() (*config.Config, error) { return config.Load(*path) },
@@ -120,6 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Links:    links,
 		L2:       l2,
 		Ring:     ring,
+		Kube:     kubeSide,
 	})
 	if err != nil {
 		log.Error("start failed", "err", err)

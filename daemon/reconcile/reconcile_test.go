@@ -4,95 +4,16 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-var addrCmp = cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
-
-func ann(addr, vip string) Announcement {
-	return Announcement{Addr: netip.MustParseAddr(addr), VIP: vip, Mode: "l2"}
-}
-
-func desired(as ...Announcement) Desired {
-	d := Desired{}
-	for _, a := range as {
-		d[a.Addr] = a
-	}
-	return d
-}
-
-func TestDiffOf(t *testing.T) {
-	local := ann("192.0.2.2", "b")
-	local.Local = true
-	tests := []struct {
-		name      string
-		old, next Desired
-		want      Diff
-	}{
-		{"empty", nil, nil, Diff{}},
-		{"add sorted", nil, desired(ann("192.0.2.9", "a"), ann("192.0.2.1", "a")),
-			Diff{Add: []Announcement{ann("192.0.2.1", "a"), ann("192.0.2.9", "a")}}},
-		{"remove", desired(ann("2001:db8::1", "a")), Desired{},
-			Diff{Remove: []Announcement{ann("2001:db8::1", "a")}}},
-		{"change attrs", desired(ann("192.0.2.2", "b")), desired(local),
-			Diff{Change: []Announcement{local}}},
-		{"unchanged", desired(ann("192.0.2.2", "b")), desired(ann("192.0.2.2", "b")), Diff{}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := DiffOf(tt.old, tt.next)
-			if d := cmp.Diff(tt.want, got, addrCmp); d != "" {
-				t.Errorf("(-want +got):\n%s", d)
-			}
-			if got.Empty() != tt.want.Empty() {
-				t.Errorf("Empty() = %v", got.Empty())
-			}
-		})
-	}
-}
-
-type flakyOutput struct {
-	fail  bool
-	diffs []Diff
-}
-
-func (f *flakyOutput) Name() string { return "flaky" }
-func (f *flakyOutput) Apply(_ context.Context, d Diff) error {
-	f.diffs = append(f.diffs, d)
-	if f.fail {
-		return errors.New("netlink said no")
-	}
-	return nil
-}
-
-func TestApplierRetriesFailedOutputOnly(t *testing.T) {
-	good, bad := &flakyOutput{}, &flakyOutput{fail: true}
-	a := NewApplier(good, bad)
-	s1 := desired(ann("192.0.2.1", "a"))
-	if err := a.Apply(context.Background(), s1); err == nil {
-		t.Fatal("want the failing output's error")
-	}
-	bad.fail = false
-	if err := a.Apply(context.Background(), s1); err != nil {
-		t.Fatal(err)
-	}
-	if len(good.diffs) != 1 {
-		t.Errorf("the healthy output got %d diffs, want 1 (nothing changed for it)", len(good.diffs))
-	}
-	if len(bad.diffs) != 2 || len(bad.diffs[1].Add) != 1 {
-		t.Errorf("the failed output must get its add again: %+v", bad.diffs)
-	}
-}
 
 func TestLoopCoalescesTriggers(t *testing.T) {
 	var (

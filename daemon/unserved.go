@@ -1,0 +1,46 @@
+package daemon
+
+import (
+	"github.com/hostlb/hostlb/daemon/config"
+)
+
+// unservedKeys lists the configuration this version accepts (the schema is
+// SPEC §4's, so a file written for a later version still loads) but does
+// not act on yet, each with what happens instead. A key that is accepted
+// and silently ignored is a trap: the daemon logs each one at start and on
+// every reload.
+func unservedKeys(cfg *config.Config) [][2]string {
+	var out [][2]string
+	if len(cfg.BGP.Peers) > 0 {
+		out = append(out, [2]string{"bgp.peer", "BGP sessions are not implemented yet: no route is advertised to these peers"})
+	}
+	if cfg.BGP.Import.Enabled {
+		out = append(out, [2]string{"bgp.import", "route import is not implemented yet: no route is installed"})
+	}
+	if cfg.BGP.ListenPort != 0 {
+		out = append(out, [2]string{"bgp.listen_port", "BGP is not implemented yet: nothing listens"})
+	}
+	for _, v := range cfg.VIPs {
+		if v.Mode == config.ModeBGP {
+			out = append(out, [2]string{"vip.mode", "VIP " + v.Name + " is mode \"bgp\": placed, but not advertised (BGP is not implemented yet)"})
+		}
+	}
+	if cfg.Kubernetes.Enabled && cfg.Kubernetes.LoadBalancerClass != "" {
+		out = append(out, [2]string{"kubernetes.load_balancer_class",
+			"Services of this class get IPs from MetalLoadBalancerPools, but BGP is not implemented yet: they are not advertised"})
+	}
+	if cfg.Metrics.Listen != "" {
+		out = append(out, [2]string{"metrics.listen", "the metrics endpoint is not implemented yet: nothing listens on " + cfg.Metrics.Listen})
+	}
+	if cfg.Control.Socket != "" {
+		out = append(out, [2]string{"control.socket", "the control socket is not implemented yet: hostlbctl cannot reach the daemon"})
+	}
+	return out
+}
+
+// logUnserved warns about every key of unservedKeys.
+func (d *Daemon) logUnserved(cfg *config.Config) {
+	for _, k := range unservedKeys(cfg) {
+		d.log.Warn("configured but not served by this version", "key", k[0], "effect", k[1])
+	}
+}
