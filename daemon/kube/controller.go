@@ -91,13 +91,13 @@ func NewIPAM(opts IPAMOptions) *IPAM {
 		opts.OnLeader = func(bool) {}
 	}
 	c := &IPAM{
-		opts:  opts,
-		log:   opts.Log,
+		opts: opts,
+		log:  opts.Log,
 		lease: newWatchedLease(opts.Client, opts.LeaseNamespace, opts.Identity, func(err error) {
 			opts.Source.watchError(KindLease, err)
 		}),
-		rec:   opts.Recorder,
-		told:  map[string]string{},
+		rec:  opts.Recorder,
+		told: map[string]string{},
 	}
 	if c.rec == nil {
 		c.bcast = record.NewBroadcaster()

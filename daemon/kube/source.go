@@ -77,6 +77,7 @@ type Source struct {
 
 	mu      sync.Mutex           // guards the fields below
 	watchEr map[string]time.Time // last time each distinct watch error was logged
+	now     func() time.Time     // the clock of watchError's rate limit
 	// floor holds Services from a quorum LIST (SetFloor) that the watch
 	// has not delivered yet: until it has, Snapshot shows the listed copy.
 	floor map[string]*corev1.Service
@@ -97,6 +98,7 @@ func NewSource(opts SourceOptions) *Source {
 		synced:  make(chan struct{}),
 		custom:  map[Kind]cache.SharedIndexInformer{},
 		watchEr: map[string]time.Time{},
+		now:     time.Now,
 	}
 	s.services = s.factory.Core().V1().Services().Informer()
 	s.slices = s.factory.Discovery().V1().EndpointSlices().Informer()
@@ -155,23 +157,18 @@ func (s *Source) watchError(kind Kind, err error) {
 		msg = "API server unreachable"
 	}
 	key := string(kind) + "\x00" + err.Error()
-	now := time.Now()
+	now := s.now()
 	s.mu.Lock()
 	last, seen := s.watchEr[key]
-	if !seen || now.Sub(last) >= time.Minute {
-		s.watchEr[key] = now
-	} else {
-		seen = true
-		last = now
-	}
-	logIt := !seen || now.Sub(last) >= time.Minute
-	if len(s.watchEr) > 256 {
-		clear(s.watchEr)
-	}
-	s.mu.Unlock()
-	if !logIt && seen {
+	if seen && now.Sub(last) < time.Minute {
+		s.mu.Unlock()
 		return
 	}
+	if len(s.watchEr) >= 256 {
+		clear(s.watchEr) // bounded: errors that embed changing text cannot grow it
+	}
+	s.watchEr[key] = now
+	s.mu.Unlock()
 	attrs := []any{"kind", kind, "err", err}
 	if hint != "" {
 		attrs = append(attrs, "fix", hint)

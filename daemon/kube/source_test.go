@@ -1,0 +1,51 @@
+package kube
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func TestWatchErrorsAreNamedAndRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	s := NewSource(SourceOptions{
+		Log:     slog.New(slog.NewTextHandler(&buf, nil)),
+		Client:  fake.NewClientset(),
+		Dynamic: dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()),
+	})
+	now := time.Unix(1000, 0)
+	s.now = func() time.Time { return now }
+	refused := errors.New(`Get "https://192.0.2.10:6443/api/v1/services": dial tcp 192.0.2.10:6443: connect: connection refused`)
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "services"}, "", errors.New(`User "system:serviceaccount:kube-system:hostlb" cannot list resource "services"`))
+	for range 100 {
+		s.watchError(KindService, refused) // a dead API server retried in a loop
+	}
+	s.watchError(KindService, forbidden)
+	s.watchError(KindClass, apierrors.NewNotFound(schema.GroupResource{Group: Group, Resource: "metalloadbalancerclasses"}, ""))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 lines (one per distinct error), got %d:\n%s", len(lines), buf.String())
+	}
+	for i, want := range []string{"192.0.2.10:6443", `cannot list resource \"services\"`, "crds/"} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("line %d lacks %q: %s", i, want, lines[i])
+		}
+	}
+	if !strings.Contains(lines[1], "rbac.yaml") {
+		t.Errorf("a permission error does not point at the RBAC manifest: %s", lines[1])
+	}
+	now = now.Add(time.Minute)
+	s.watchError(KindService, refused)
+	if n := strings.Count(buf.String(), "connection refused"); n != 2 {
+		t.Errorf("after a minute the error is logged again: %d lines, want 2", n)
+	}
+}
