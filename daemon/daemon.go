@@ -139,11 +139,11 @@ type Announcer interface {
 // Daemon is hostlbd: it owns the running configuration, the reconcile loop
 // and every component's lifetime.
 type Daemon struct {
-	opts    Options
-	log     *slog.Logger
-	notify  Notifier
-	loop    *reconcile.Loop
-	health  *healthChecks
+	opts   Options
+	log    *slog.Logger
+	notify Notifier
+	loop   *reconcile.Loop
+	health *healthChecks
 
 	// firstDone is closed after the first pass that ran to its end, with
 	// or without errors: READY=1 must not wait forever on an output that

@@ -64,8 +64,8 @@ func validate(path string, s map[string]any, v any) []string {
 			fail(path, "want array, got %T", v)
 			return errs
 		}
-		if min, ok := s["minItems"]; ok && float64(len(a)) < number(min) {
-			fail(path, "fewer than %v items", min)
+		if lo, ok := s["minItems"]; ok && float64(len(a)) < number(lo) {
+			fail(path, "fewer than %v items", lo)
 		}
 		if items, ok := s["items"].(map[string]any); ok {
 			for i, e := range a {
@@ -106,14 +106,14 @@ func validate(path string, s map[string]any, v any) []string {
 	if enum, ok := s["enum"].([]any); ok && !slices.ContainsFunc(enum, func(e any) bool { return reflect.DeepEqual(e, v) }) {
 		fail(path, "not one of %v (got %v)", enum, v)
 	}
-	if min, ok := s["minimum"]; ok {
-		if n, _ := numeric(v); n < number(min) {
-			fail(path, "below minimum %v (got %v)", min, v)
+	if lo, ok := s["minimum"]; ok {
+		if n, _ := numeric(v); n < number(lo) {
+			fail(path, "below minimum %v (got %v)", lo, v)
 		}
 	}
-	if max, ok := s["maximum"]; ok {
-		if n, _ := numeric(v); n > number(max) {
-			fail(path, "above maximum %v (got %v)", max, v)
+	if hi, ok := s["maximum"]; ok {
+		if n, _ := numeric(v); n > number(hi) {
+			fail(path, "above maximum %v (got %v)", hi, v)
 		}
 	}
 	if anyOf, ok := s["anyOf"].([]any); ok {
