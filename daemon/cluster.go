@@ -77,15 +77,17 @@ func (p placedIP) announcement() reconcile.Announcement { return p.group.Announc
 //   - Service is the group's name, Slot the slot's index; the addresses
 //     of one slot (a dual-stack pair) are placed as one: the slot's first
 //     address is placed, and the others get its owners.
-//   - Eligible: every member the ring remembers, dead or alive, that the
-//     group admits (its Nodes, or its selector over the member's gossiped
-//     labels). Keeping dead members keeps the preferred ranks stable while
-//     a node is away, so only its IPs move.
+//   - Eligible (placement's ranking set): every member the ring
+//     remembers, dead or alive, that the group ranks (its Ranks, else its
+//     Nodes or its selector over the member's gossiped labels). Keeping
+//     dead members keeps the preferred ranks stable while a node is away,
+//     so only its IPs move.
 //   - Up (placement's alive set): members that are alive, health OK, not
-//     leaving, and whose own health check of this group passes (they
-//     gossip the names of failing VIPs in Meta.Unhealthy). A failing check
-//     takes the node out of the group's alive set rather than its eligible
-//     set, which would re-rank every node after it.
+//     leaving, that the group lets announce now (Nodes or selector), and
+//     whose own health check of this group passes (they gossip the names
+//     of failing VIPs in Meta.Unhealthy). A failing check, or a Node
+//     excluded in Kubernetes, takes the node out of the alive set rather
+//     than the ranking set, which would re-rank every node after it.
 //   - Current: the one alive member whose gossiped announced set holds
 //     the slot's first address ("" if none or several), so fallbacks are
 //     sticky.
@@ -99,11 +101,11 @@ func placeGroups(v clusterView, groups []reconcile.Group) []placedIP {
 		var eligible []string
 		up := make(map[string]bool, len(v.up))
 		for _, m := range v.members {
-			if !g.Eligible(m.Name, m.Meta.Labels) {
+			if !g.Ranked(m.Name, m.Meta.Labels) {
 				continue
 			}
 			eligible = append(eligible, m.Name)
-			if v.up[m.Name] && !slices.Contains(m.Meta.Unhealthy, g.Name) {
+			if v.up[m.Name] && g.Eligible(m.Name, m.Meta.Labels) && !slices.Contains(m.Meta.Unhealthy, g.Name) {
 				up[m.Name] = true
 			}
 		}

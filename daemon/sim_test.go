@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/hostlb/hostlb/daemon/config"
+	"github.com/hostlb/hostlb/daemon/reconcile"
 	"github.com/hostlb/hostlb/gossip"
 	"github.com/hostlb/hostlb/gossip/gossiptest"
 	"github.com/hostlb/hostlb/netif"
@@ -205,12 +206,38 @@ func (a *simAnnouncer) crash() {
 	a.ledger.set(a.node, nil)
 }
 
+// simGroups is a group source shared by the simulated daemons.
+type simGroups struct {
+	mu sync.Mutex
+	gs []reconcile.Group
+}
+
+func (g *simGroups) Groups() []reconcile.Group {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.gs)
+}
+
+// setGroups replaces the groups and triggers every running daemon, as an
+// informer event would.
+func (s *sim) setGroups(gs ...reconcile.Group) {
+	s.groups.mu.Lock()
+	s.groups.gs = gs
+	s.groups.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, nd := range s.running {
+		nd.d.Trigger("groups")
+	}
+}
+
 // simNode is one running daemon.
 type simNode struct {
 	name   string
 	addr   netip.AddrPort
 	ann    *simAnnouncer
 	ring   *gossip.Ring
+	d      *Daemon
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -227,6 +254,10 @@ type sim struct {
 	// checks, when set, gives each node its own TCP health check for the
 	// VIP "db": the node's listener there (close it to fail the check).
 	checks map[string]net.Listener
+
+	// groups feeds every daemon's Options.Groups, like the Kubernetes
+	// source: the same list on every node.
+	groups simGroups
 
 	mu      sync.Mutex // guards running and dying
 	running map[string]*simNode
@@ -335,12 +366,13 @@ func (s *sim) start(name string) *simNode {
 	}
 	links := netiftest.NewMonitor(eth0)
 	d, err = New(Options{
-		Config: cfg, Logger: log, Links: links, L2: nd.ann, Ring: nd.ring,
+		Config: cfg, Logger: log, Links: links, L2: nd.ann, Ring: nd.ring, Groups: &s.groups,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	links.SetOnChange(d.Trigger)
+	nd.d = d
 	ctx, cancel := context.WithCancel(context.Background())
 	nd.cancel = cancel
 	go func() { nd.done <- d.Run(ctx) }()
@@ -668,4 +700,62 @@ func TestSimHealthCheckMovesTheVIP(t *testing.T) {
 		return nil
 	})
 	s.waitConverged(5*time.Second, "consistent with a failing check")
+}
+
+// A Service from the Kubernetes source (a group with explicit eligible
+// nodes and dual-stack slots) is placed like a static VIP: its slots on
+// distinct nodes, a slot's two families on one node, only eligible nodes,
+// and an IP moves when its node stops being eligible.
+func TestSimKubernetesGroups(t *testing.T) {
+	s := newSim(t, 4)
+	v4, v6 := addrs("203.0.113.1", 3), addrs("2001:db8::1", 3)
+	all := []string{"n1", "n2", "n3", "n4"}
+	svc := reconcile.Group{Name: "ns/svc", Source: "kubernetes", Mode: config.ModeL2,
+		Slots: [][]netip.Addr{{v4[0], v6[0]}, {v4[1], v6[1]}, {v4[2], v6[2]}},
+		Nodes: all, Ranks: all}
+	s.setGroups(svc)
+	placed := func(eligible []string) error {
+		owners := s.ledger.owners()
+		seen := map[string]bool{}
+		for i := range v4 {
+			o4, o6 := owners[v4[i]], owners[v6[i]]
+			if len(o4) != 1 || !slices.Equal(o4, o6) {
+				return fmt.Errorf("slot %d: %s on %v, %s on %v", i, v4[i], o4, v6[i], o6)
+			}
+			if !slices.Contains(eligible, o4[0]) {
+				return fmt.Errorf("slot %d on %s, not eligible %v", i, o4[0], eligible)
+			}
+			if seen[o4[0]] {
+				return fmt.Errorf("two slots on %s", o4[0])
+			}
+			seen[o4[0]] = true
+		}
+		return s.check(s.runningNames())
+	}
+	s.waitFor(5*time.Second, "the Service placed", func() error { return placed(all) })
+	before := s.ledger.owners()
+	// The owner of slot 0 is excluded (a label, NetworkUnavailable, or no
+	// local endpoint): it stays ranked, so only its slot moves.
+	gone := before[v4[0]][0]
+	svc.Nodes = slices.DeleteFunc(slices.Clone(all), func(n string) bool { return n == gone })
+	s.setGroups(svc)
+	s.waitFor(5*time.Second, "the excluded node's slot moved", func() error { return placed(svc.Nodes) })
+	after := s.ledger.owners()
+	for i := 1; i < len(v4); i++ {
+		if !slices.Equal(before[v4[i]], after[v4[i]]) {
+			t.Errorf("slot %d moved from %v to %v though its node stayed eligible", i, before[v4[i]], after[v4[i]])
+		}
+	}
+	// Nobody eligible (no ready endpoint): nobody answers.
+	svc.Nodes = []string{}
+	s.setGroups(svc)
+	s.waitFor(5*time.Second, "nobody announces", func() error {
+		owners := s.ledger.owners()
+		for _, a := range append(slices.Clone(v4), v6...) {
+			if len(owners[a]) != 0 {
+				return fmt.Errorf("%s still on %v", a, owners[a])
+			}
+		}
+		return nil
+	})
 }

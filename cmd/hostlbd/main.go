@@ -113,7 +113,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			Log: log.With("component", "local"),
 		}),
 	})
-	var kubeSide daemon.KubeSide
+	var (
+		kubeSide daemon.KubeSide
+		groups   daemon.GroupSource
+	)
 	if cfg.Kubernetes.Enabled {
 		// client-go logs through klog: into the same journal, as records
 		// of their own component.
@@ -135,7 +138,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "hostlbd: %s: %v\n", cfg.Kubernetes.Kubeconfig, err)
 			return exitConfig
 		}
-		kubeSide = k
+		kubeSide, groups = k, k
 	}
 	d, err = daemon.New(daemon.Options{
 		Config:   cfg,
@@ -148,6 +151,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		L2:       l2,
 		Ring:     ring,
 		Kube:     kubeSide,
+		Groups:   groups,
 	})
 	if err != nil {
 		log.Error("start failed", "err", err)

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/hostlb/hostlb/daemon/reconcile"
 	"github.com/hostlb/hostlb/daemon/version"
 )
 
@@ -65,7 +68,11 @@ type Options struct {
 type Kubernetes struct {
 	Source *Source
 	IPAM   *IPAM
+	log    *slog.Logger
+	opts   Options
 	leader atomic.Bool
+	// nodeState: 0 not known yet, 1 this node's Node exists, 2 it does not.
+	nodeState atomic.Int32
 }
 
 // New returns the inert Kubernetes side; its Run methods start it.
@@ -78,7 +85,7 @@ func New(opts Options) (*Kubernetes, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKubeconfig, err)
 	}
-	k := &Kubernetes{}
+	k := &Kubernetes{log: opts.Log.With("component", "kube"), opts: opts}
 	var ipamCtl *IPAM
 	k.Source = NewSource(SourceOptions{
 		Log: opts.Log.With("component", "kube"), Client: client, Dynamic: dyn,
@@ -110,6 +117,36 @@ func New(opts Options) (*Kubernetes, error) {
 	return k, nil
 }
 
+// Groups returns the L2 groups of the Services (groupsOf) from the caches:
+// none before they hold a full list. While the API server is unreachable
+// the caches keep the last state they saw, so the node keeps announcing
+// it. A node whose name matches no Node object is eligible for no
+// Service; that is logged when it starts and when it ends.
+func (k *Kubernetes) Groups() []reconcile.Group {
+	select {
+	case <-k.Source.Synced():
+	default:
+		return nil
+	}
+	snap := k.Source.Snapshot()
+	known := slices.ContainsFunc(snap.Nodes, func(n *corev1.Node) bool { return n.Name == k.opts.NodeName })
+	state := int32(2)
+	if known {
+		state = 1
+	}
+	if old := k.nodeState.Swap(state); old != state {
+		if known {
+			if old == 2 {
+				k.log.Info("Node found: Service IPs may be announced here", "node", k.opts.NodeName)
+			}
+		} else {
+			k.log.Warn("no Node object has this node's name: no Service IP is announced here until one does "+
+				"([node] name must be the Kubernetes Node name)", "node", k.opts.NodeName)
+		}
+	}
+	return groupsOf(snap, k.opts.BGPClass)
+}
+
 // Synced is closed once every cache holds a full list.
 func (k *Kubernetes) Synced() <-chan struct{} { return k.Source.Synced() }
 
@@ -120,10 +157,14 @@ func (k *Kubernetes) Summary() string {
 	default:
 		return "Kubernetes API not reachable yet (Services not served; static VIPs are)"
 	}
-	if k.leader.Load() {
-		return "Kubernetes synced, IPAM leader"
+	line := "Kubernetes synced"
+	if k.nodeState.Load() == 2 {
+		line += ", NO Node named " + k.opts.NodeName + ": Service IPs not announced here"
 	}
-	return "Kubernetes synced"
+	if k.leader.Load() {
+		line += ", IPAM leader"
+	}
+	return line
 }
 
 // Run runs the informers and the IPAM controller until ctx is done.

@@ -25,6 +25,12 @@ type Group struct {
 	// (Kubernetes computes them from Node objects and endpoints).
 	Selector map[string]string
 	Nodes    []string
+	// Ranks, when not nil, are the nodes that set the preferred order of
+	// the slots (a superset of Nodes: Kubernetes ranks every Node the
+	// class selects, and lets only those in Nodes announce). A ranked node
+	// that may not announce now is passed over like a dead one, so only
+	// the IPs it held move. Nil: the eligible nodes rank.
+	Ranks []string
 	// Interfaces (L2): the explicit interface choice; empty = [l2] rules.
 	Interfaces []string
 	// Local: the owner adds the addresses to the local dummy link.
@@ -59,6 +65,19 @@ func (g Group) Eligible(node string, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// Ranked reports whether node takes part in the preferred order.
+func (g Group) Ranked(node string, labels map[string]string) bool {
+	if g.Ranks == nil {
+		return g.Eligible(node, labels)
+	}
+	for _, n := range g.Ranks {
+		if n == node {
+			return true
+		}
+	}
+	return false
 }
 
 // Announcement returns what the owner of addr in g announces.
