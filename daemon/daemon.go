@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -120,6 +121,9 @@ type KubeSide interface {
 	Synced() <-chan struct{}
 	// Summary describes its state for the STATUS line.
 	Summary() string
+	// Seeds are the other Nodes' InternalIPs, gossip seeds besides
+	// [gossip] join; from the cache, never blocking.
+	Seeds() []netip.Addr
 	// Run follows the API until ctx is done.
 	Run(ctx context.Context) error
 }

@@ -68,7 +68,7 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, groups 
 
 	view := newClusterView(cfg.Node.Name, ring.Members())
 	if !rs.settled {
-		if !settled(view, len(cfg.Gossip.Join)) && now.Sub(rs.readyAt) < d.opts.SettleTimeout {
+		if !settled(view, len(d.seeds(cfg))) && now.Sub(rs.readyAt) < d.opts.SettleTimeout {
 			d.wakeAt(rs.readyAt.Add(d.opts.SettleTimeout), "settle timeout")
 			return reconcile.Desired{}, nil, false, nil
 		}
@@ -109,6 +109,23 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, groups 
 	return next, ps, true, nil
 }
 
+// seeds are the gossip seeds: [gossip] join, and in Kubernetes mode the
+// other Nodes' InternalIPs at this node's gossip port (every node listens
+// on the same port), so a new node needs no seed list of its own.
+func (d *Daemon) seeds(cfg *config.Config) []string {
+	out := slices.Clone(cfg.Gossip.Join)
+	if d.opts.Kube != nil {
+		port := cfg.Gossip.Bind.Port()
+		for _, a := range d.opts.Kube.Seeds() {
+			s := netip.AddrPortFrom(a, port).String()
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
 // publishMeta gossips what changed in this node's labels, seeds and failing
 // health checks; level-triggered, so a reload needs nothing else.
 func (d *Daemon) publishMeta(cfg *config.Config, unhealthy []string) {
@@ -116,7 +133,8 @@ func (d *Daemon) publishMeta(cfg *config.Config, unhealthy []string) {
 	d.mu.Lock()
 	rs := &d.ring
 	labelsChanged := rs.labels == nil || !maps.Equal(rs.labels, cfg.Node.Labels)
-	joinChanged := rs.join == nil || !slices.Equal(rs.join, cfg.Gossip.Join)
+	seeds := d.seeds(cfg)
+	joinChanged := rs.join == nil || !slices.Equal(rs.join, seeds)
 	unhealthyChanged := !slices.Equal(rs.unhealthy, unhealthy)
 	d.mu.Unlock()
 	var errs []string
@@ -130,9 +148,9 @@ func (d *Daemon) publishMeta(cfg *config.Config, unhealthy []string) {
 		}
 	}
 	if joinChanged {
-		ring.SetJoin(cfg.Gossip.Join)
+		ring.SetJoin(seeds)
 		d.mu.Lock()
-		rs.join = slices.Clone(cfg.Gossip.Join)
+		rs.join = seeds
 		d.mu.Unlock()
 	}
 	if unhealthyChanged {

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"log/slog"
 	"net/netip"
 	"slices"
 	"testing"
@@ -8,6 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 func node(name string, labels map[string]string, mut ...func(*corev1.Node)) *corev1.Node {
@@ -155,5 +159,31 @@ func TestGroupsSlotsAndPaths(t *testing.T) {
 	}
 	if got := slotsOf([]netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}); len(got) != 2 {
 		t.Errorf("two IPv4 addresses are two slots: %v", got)
+	}
+}
+
+func TestSeedsAreOtherNodesInternalIPs(t *testing.T) {
+	s := NewSource(SourceOptions{Log: slog.New(slog.DiscardHandler), Client: fake.NewClientset(),
+		Dynamic: dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())})
+	addrs := func(as ...corev1.NodeAddress) func(*corev1.Node) {
+		return func(n *corev1.Node) { n.Status.Addresses = as }
+	}
+	for _, n := range []*corev1.Node{
+		node("self", nil, addrs(corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "192.0.2.1"})),
+		node("b", nil, addrs(corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.9"},
+			corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "192.0.2.2"},
+			corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "192.0.2.22"},
+			corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "2001:db8::2"})),
+		node("c", nil, addrs(corev1.NodeAddress{Type: corev1.NodeHostName, Address: "c"})),
+	} {
+		if err := s.nodes.GetStore().Add(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := &Kubernetes{Source: s, opts: Options{NodeName: "self"}}
+	got := k.Seeds()
+	want := []netip.Addr{netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::2")}
+	if !slices.Equal(got, want) {
+		t.Errorf("Seeds = %v, want %v", got, want)
 	}
 }

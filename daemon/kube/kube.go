@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync/atomic"
 
@@ -145,6 +146,32 @@ func (k *Kubernetes) Groups() []reconcile.Group {
 		}
 	}
 	return groupsOf(snap, k.opts.BGPClass)
+}
+
+// Seeds returns the InternalIPs of every Node but this one (the first of
+// each family), sorted: gossip seeds that follow the cluster.
+func (k *Kubernetes) Seeds() []netip.Addr {
+	var out []netip.Addr
+	for _, n := range k.Source.Nodes() {
+		if n.Name == k.opts.NodeName {
+			continue
+		}
+		var have4, have6 bool
+		for _, a := range n.Status.Addresses {
+			if a.Type != corev1.NodeInternalIP {
+				continue
+			}
+			ip, err := netip.ParseAddr(a.Address)
+			if err != nil || (ip.Is4() && have4) || (!ip.Is4() && have6) {
+				continue
+			}
+			ip = ip.Unmap()
+			have4, have6 = have4 || ip.Is4(), have6 || !ip.Is4()
+			out = append(out, ip)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }
 
 // Synced is closed once every cache holds a full list.

@@ -294,6 +294,17 @@ func (s *Source) Behind() int {
 	return len(s.floor)
 }
 
+// Nodes returns the cached Nodes (read-only). It makes no API request.
+func (s *Source) Nodes() []*corev1.Node {
+	var out []*corev1.Node
+	for _, o := range s.nodes.GetStore().List() {
+		if n, ok := o.(*corev1.Node); ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Snapshot is the API objects as one pass sees them. The objects belong to
 // the informers' caches: read-only.
 type Snapshot struct {
@@ -335,11 +346,7 @@ func (s *Source) Snapshot() Snapshot {
 			snap.EndpointSlices = append(snap.EndpointSlices, es)
 		}
 	}
-	for _, o := range s.nodes.GetStore().List() {
-		if n, ok := o.(*corev1.Node); ok {
-			snap.Nodes = append(snap.Nodes, n)
-		}
-	}
+	snap.Nodes = s.Nodes()
 	for _, o := range s.custom[KindClass].GetStore().List() {
 		c := new(MetalLoadBalancerClass)
 		if err := fromUnstructured(o, c); err != nil {
