@@ -124,6 +124,10 @@ type KubeSide interface {
 	// Seeds are the other Nodes' InternalIPs, gossip seeds besides
 	// [gossip] join; from the cache, never blocking.
 	Seeds() []netip.Addr
+	// Announced is told, after every pass, what this node does with each
+	// address it owns; it must not block (Events are sent in the
+	// background).
+	Announced(rs []reconcile.Report)
 	// Run follows the API until ctx is done.
 	Run(ctx context.Context) error
 }
@@ -404,6 +408,9 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, next reconcile.D
 		d.mu.Lock()
 		d.announced = st
 		d.mu.Unlock()
+		if d.opts.Kube != nil && ctx.Err() == nil {
+			d.opts.Kube.Announced(reports(next, st, err))
+		}
 	}
 	if d.opts.Ring != nil {
 		// Only after the output applied it: peers that see this node

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/hostlb/hostlb/daemon/config"
@@ -77,4 +79,32 @@ func (d *Daemon) reportL2(err error) {
 		return
 	}
 	d.log.Error("L2 announcement incomplete; retrying", "err", err)
+}
+
+// reports says, for every L2 address this node owns (not those it only
+// holds for a handover), the interfaces it answers on, or the L2 error
+// when it answers on none.
+func reports(next reconcile.Desired, st []netif.L2Status, l2err error) []reconcile.Report {
+	ifaces := map[netip.Addr][]string{}
+	for _, s := range st {
+		for _, a := range s.Addrs {
+			ifaces[a] = append(ifaces[a], s.Iface)
+		}
+	}
+	var out []reconcile.Report
+	for _, a := range next.Sorted() {
+		if a.Mode != config.ModeL2 || a.Handover {
+			continue
+		}
+		r := reconcile.Report{Group: a.VIP, Addr: a.Addr, Ifaces: ifaces[a.Addr]}
+		slices.Sort(r.Ifaces)
+		if len(r.Ifaces) == 0 {
+			r.Err = "no interface to announce it on (none up, or none matches the interfaces asked for)"
+			if l2err != nil {
+				r.Err = l2err.Error()
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }

@@ -74,6 +74,7 @@ type Kubernetes struct {
 	leader atomic.Bool
 	// nodeState: 0 not known yet, 1 this node's Node exists, 2 it does not.
 	nodeState atomic.Int32
+	ann       announcements
 }
 
 // New returns the inert Kubernetes side; its Run methods start it.

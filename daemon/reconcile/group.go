@@ -84,3 +84,14 @@ func (g Group) Ranked(node string, labels map[string]string) bool {
 func (g Group) Announcement(addr netip.Addr) Announcement {
 	return Announcement{Addr: addr, VIP: g.Name, Mode: g.Mode, Interfaces: g.Interfaces, Local: g.Local}
 }
+
+// Report is what a node made of one address it owns after a pass: the
+// interfaces it answers on, or why it cannot (Err). Outputs report them so
+// that a source can tell its users (the Kubernetes source's Announcing and
+// AnnounceFailed Events).
+type Report struct {
+	Group  string
+	Addr   netip.Addr
+	Ifaces []string // sorted; empty when it cannot announce
+	Err    string   // why not, when Ifaces is empty
+}
