@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -421,14 +422,25 @@ func joinNS(ns, name string) string {
 
 // write applies every Service's outcome with at most Writers requests in
 // flight, and returns the errors joined (the loop retries the pass).
+//
+// Order matters when an IP changes hands within one pass (a Service lowered
+// its count, or stopped being served, and another takes the address): the
+// write that gives it up must be stored before the one that takes it, or
+// for a moment two Services would hold one IP. So writes go in rounds: a
+// write that takes an IP another Service holds now (and gives up in this
+// pass) waits for that Service's write, and is dropped if that one failed
+// (the next pass decides again).
 func (c *IPAM) write(ctx context.Context, work []svcWork) error {
 	now := metav1.Now()
-	sem := make(chan struct{}, c.opts.Writers)
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
+	type job struct {
+		w    svcWork
+		want corev1.ServiceStatus
+		deps []string
+	}
+	keyOf := func(s *corev1.Service) string { return s.Namespace + "/" + s.Name }
+	holders := map[netip.Addr][]string{}
+	wanted := map[string]map[netip.Addr]bool{}
+	var jobs []*job
 	for _, w := range work {
 		ref := &corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: w.svc.Namespace,
 			Name: w.svc.Name, UID: w.svc.UID, ResourceVersion: w.svc.ResourceVersion}
@@ -439,21 +451,78 @@ func (c *IPAM) write(ctx context.Context, work []svcWork) error {
 		if w.res != nil {
 			c.reportFailures(ref, w.res)
 		}
-		if sameStatus(w.svc.Status, want) {
-			continue
+		key := keyOf(w.svc)
+		set := map[netip.Addr]bool{}
+		for _, a := range ingressAddrs(want) {
+			set[a] = true
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := c.update(ctx, w, want, now); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
+		wanted[key] = set
+		for _, a := range ingressAddrs(w.svc.Status) {
+			holders[a] = append(holders[a], key)
+		}
+		if !sameStatus(w.svc.Status, want) {
+			jobs = append(jobs, &job{w: w, want: want})
+		}
 	}
-	wg.Wait()
+	for _, j := range jobs {
+		key := keyOf(j.w.svc)
+		held := ingressAddrs(j.w.svc.Status)
+		for _, a := range ingressAddrs(j.want) {
+			if slices.Contains(held, a) {
+				continue
+			}
+			for _, h := range holders[a] {
+				if h != key && !wanted[h][a] && !slices.Contains(j.deps, h) {
+					j.deps = append(j.deps, h)
+				}
+			}
+		}
+	}
+
+	var (
+		mu      sync.Mutex
+		errs    []error
+		written = map[string]bool{}
+		sem     = make(chan struct{}, c.opts.Writers)
+	)
+	for len(jobs) > 0 {
+		var round, later []*job
+		for _, j := range jobs {
+			ready := true
+			for _, d := range j.deps {
+				ready = ready && written[d]
+			}
+			if ready {
+				round = append(round, j)
+			} else {
+				later = append(later, j)
+			}
+		}
+		if len(round) == 0 {
+			// What is left waits on writes that failed or were skipped.
+			c.Trigger(KindService)
+			break
+		}
+		var wg sync.WaitGroup
+		for _, j := range round {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				ok, err := c.update(ctx, j.w, j.want)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if ok {
+					written[keyOf(j.w.svc)] = true
+				}
+			}()
+		}
+		wg.Wait()
+		jobs = later
+	}
 	if len(errs) > 3 {
 		return fmt.Errorf("%d status writes failed, first: %w", len(errs), errs[0])
 	}
@@ -478,60 +547,37 @@ func (c *IPAM) reportFailures(ref *corev1.ObjectReference, res *ipam.Result) {
 	c.event(ref, corev1.EventTypeWarning, EventAllocationFailed, strings.Join(msgs, "; "))
 }
 
-// update writes one Service's status with optimistic concurrency: on a
-// conflict it re-reads the Service once and retries if it is the same
-// object and still wants the change; the next pass covers the rest.
-func (c *IPAM) update(ctx context.Context, w svcWork, want corev1.ServiceStatus, now metav1.Time) error {
+// update writes one Service's status with optimistic concurrency, from the
+// version the pass allocated for. A conflict means the Service changed
+// since (its change has triggered another pass, which decides again from
+// the new version): nothing is written from a stale decision. A successful
+// write raises the cache's floor, so the next pass sees it even before the
+// watch delivers it.
+func (c *IPAM) update(ctx context.Context, w svcWork, want corev1.ServiceStatus) (written bool, _ error) {
 	wctx, cancel, err := c.writeCtx(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cancel()
-	svcs := c.opts.Client.CoreV1().Services(w.svc.Namespace)
 	next := w.svc.DeepCopy()
 	next.Status = want
-	_, err = svcs.UpdateStatus(wctx, next, metav1.UpdateOptions{})
-	if apierrors.IsConflict(err) {
-		fresh, gerr := svcs.Get(wctx, w.svc.Name, metav1.GetOptions{})
-		if gerr != nil {
-			return fmt.Errorf("re-read Service %s/%s after a conflict: %w", w.svc.Namespace, w.svc.Name, gerr)
-		}
-		if fresh.UID != w.svc.UID || !sameChoice(fresh, w.svc) {
-			return nil // another object now, or changed: the next pass decides
-		}
-		want = wantStatus(fresh, w.choice, w.res, now)
-		if sameStatus(fresh.Status, want) {
-			return nil
-		}
-		fresh.Status = want
-		_, err = svcs.UpdateStatus(wctx, fresh, metav1.UpdateOptions{})
+	got, err := c.opts.Client.CoreV1().Services(w.svc.Namespace).UpdateStatus(wctx, next, metav1.UpdateOptions{})
+	switch {
+	case apierrors.IsConflict(err):
+		c.log.Debug("IPAM: Service changed while its status was written; the next pass decides again",
+			"service", w.svc.Namespace+"/"+w.svc.Name)
+		c.Trigger(KindService)
+		return false, nil
+	case apierrors.IsNotFound(err):
+		// Deleted meanwhile: it holds nothing any more, so whoever waits
+		// for its IPs may take them.
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("update status of Service %s/%s: %w", w.svc.Namespace, w.svc.Name, err)
 	}
-	if apierrors.IsNotFound(err) {
-		return nil // deleted meanwhile: its IPs are free on the next pass
-	}
-	if err != nil {
-		return fmt.Errorf("update status of Service %s/%s: %w", w.svc.Namespace, w.svc.Name, err)
-	}
+	c.opts.Source.Raise(got)
 	c.reportChange(w, want)
-	return nil
-}
-
-// sameChoice reports whether a re-read Service is still the one the pass
-// allocated for (same spec and annotations as far as IPAM reads them).
-func sameChoice(a, b *corev1.Service) bool {
-	return a.Generation == b.Generation && mapsEqual(a.Annotations, b.Annotations)
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
+	return true, nil
 }
 
 // reportChange emits IPAllocated and IPReleased for what a write changed.

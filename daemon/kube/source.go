@@ -269,6 +269,27 @@ func (s *Source) SetFloor(list []corev1.Service) {
 	s.mu.Unlock()
 }
 
+// Raise puts a Service the IPAM leader just wrote into the floor: the next
+// pass must see its own write even if the watch has not delivered it yet,
+// or it would take the IPs it just wrote for free and hand them out again.
+func (s *Source) Raise(svc *corev1.Service) {
+	key := svc.Namespace + "/" + svc.Name
+	if o, ok, _ := s.services.GetStore().GetByKey(key); ok {
+		if cur, ok := o.(*corev1.Service); ok && !rvLess(cur.ResourceVersion, svc.ResourceVersion) {
+			return
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.floor == nil {
+		s.floor = map[string]*corev1.Service{}
+	}
+	if f, ok := s.floor[key]; ok && !rvLess(f.ResourceVersion, svc.ResourceVersion) {
+		return
+	}
+	s.floor[key] = svc
+}
+
 // caughtUp drops a Service from the floor once the watch delivered its
 // listed version or a newer one (or its deletion).
 func (s *Source) caughtUp(obj any) {
