@@ -55,7 +55,7 @@ test-unit: ## Unit and simulation tests (race detector), everything outside test
 	$(GO) test -race -count=1 $(TESTFLAGS) $$($(GO) list ./... | grep -v '^$(MODULE)/tests/')
 
 .PHONY: test-root
-test-root: $(NFPM) ## Tests under tests/ (systemd-nspawn, packages, lab); skip unless root.
+test-root: $(NFPM) kube-bins ## Tests under tests/ (systemd-nspawn, packages, lab); skip unless root.
 	@if [ "$$(id -u)" != 0 ]; then echo "test-root: not root, the tests under tests/ will skip"; fi
 	$(GO) test -count=1 -v -timeout $(ROOT_TEST_TIMEOUT) $(TESTFLAGS) ./tests/...
 
@@ -64,12 +64,17 @@ FAILOVER_REPS ?= 30
 FAILOVER_FLAGS ?=
 
 .PHONY: bench
-bench: ## Benchmarks.
+bench: kube-bins ## Benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem $(TESTFLAGS) ./daemon/... ./netif/...
 	$(GO) test -run '^$$' -bench FalsePositivesUnderLoad -benchtime 1x -v $(TESTFLAGS) ./gossip/ -fp.window 20s
 	@if [ "$$(id -u)" != 0 ]; then echo "bench: not root, the ARP/NDP lab benchmark (tests/bench) will skip"; fi
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m $(TESTFLAGS) ./tests/bench/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m $(TESTFLAGS) ./tests/kubebench/
 	$(GO) run ./tests/failover/cmd/failover -reps $(FAILOVER_REPS) $(FAILOVER_FLAGS)
+
+.PHONY: kube-bins
+kube-bins: ## Build the pinned kube-apiserver, kube-controller-manager, etcd (tools/kube) once per pin.
+	tests/scripts/build-kube.sh
 
 .PHONY: packages deb rpm
 packages: deb rpm ## Build dist/hostlb_<v>_amd64.deb and dist/hostlb-<v>.x86_64.rpm.
