@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
@@ -47,5 +49,25 @@ func TestWatchErrorsAreNamedAndRateLimited(t *testing.T) {
 	s.watchError(KindService, refused)
 	if n := strings.Count(buf.String(), "connection refused"); n != 2 {
 		t.Errorf("after a minute the error is logged again: %d lines, want 2", n)
+	}
+}
+
+func TestSlimDropsWhatIsNeverRead(t *testing.T) {
+	svc := lbService()
+	svc.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	n := node("n1", map[string]string{"a": "b"})
+	n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
+	n.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.example/app:1"}}}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}}
+	for _, o := range []any{svc, n} {
+		if _, err := slim(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if svc.ManagedFields != nil || n.ManagedFields != nil || n.Status.Images != nil {
+		t.Errorf("not slimmed: %v %v %v", svc.ManagedFields, n.ManagedFields, n.Status.Images)
+	}
+	if svc.Annotations == nil || len(n.Status.Addresses) != 1 || n.Labels["a"] != "b" {
+		t.Error("slim dropped something hostlb reads")
 	}
 }
