@@ -68,7 +68,14 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, groups 
 
 	view := newClusterView(cfg.Node.Name, ring.Members())
 	if !rs.settled {
-		if !settled(view, len(d.seeds(cfg))) && now.Sub(rs.readyAt) < d.opts.SettleTimeout {
+		seeds := len(d.seeds(cfg))
+		if d.opts.Kube != nil && !isClosed(d.opts.Kube.Synced()) {
+			// The Nodes (the seeds of a node without a join list) are not
+			// known yet: a restarted node must not take every IP alone
+			// for the moment before its caches sync.
+			seeds++
+		}
+		if !settled(view, seeds) && now.Sub(rs.readyAt) < d.opts.SettleTimeout {
 			d.wakeAt(rs.readyAt.Add(d.opts.SettleTimeout), "settle timeout")
 			return reconcile.Desired{}, nil, false, nil
 		}
@@ -111,12 +118,18 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, groups 
 
 // seeds are the gossip seeds: [gossip] join, and in Kubernetes mode the
 // other Nodes' InternalIPs at this node's gossip port (every node listens
-// on the same port), so a new node needs no seed list of its own.
+// on the same port), so a new node needs no seed list of its own; only
+// those of the family the gossip socket is bound to (an unspecified IPv6
+// bind takes both).
 func (d *Daemon) seeds(cfg *config.Config) []string {
 	out := slices.Clone(cfg.Gossip.Join)
 	if d.opts.Kube != nil {
+		bind := cfg.Gossip.Bind.Addr()
 		port := cfg.Gossip.Bind.Port()
 		for _, a := range d.opts.Kube.Seeds() {
+			if (bind.Is4() && !a.Is4()) || (bind.Is6() && !bind.IsUnspecified() && a.Is4()) {
+				continue
+			}
 			s := netip.AddrPortFrom(a, port).String()
 			if !slices.Contains(out, s) {
 				out = append(out, s)
@@ -124,6 +137,15 @@ func (d *Daemon) seeds(cfg *config.Config) []string {
 		}
 	}
 	return out
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // publishMeta gossips what changed in this node's labels, seeds and failing

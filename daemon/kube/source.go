@@ -145,7 +145,9 @@ func (s *Source) watch(kind Kind, inf cache.SharedIndexInformer) {
 // container images. With 10,000 Services this is the difference between
 // meeting the daemon's memory budget and not.
 func slim(obj any) (any, error) {
-	if m, ok := obj.(interface{ SetManagedFields([]metav1.ManagedFieldsEntry) }); ok {
+	if m, ok := obj.(interface {
+		SetManagedFields([]metav1.ManagedFieldsEntry)
+	}); ok {
 		m.SetManagedFields(nil)
 	}
 	if n, ok := obj.(*corev1.Node); ok {
@@ -162,7 +164,10 @@ func (s *Source) watchError(kind Kind, err error) {
 	switch {
 	case apierrors.IsForbidden(err):
 		msg = "permission denied"
-		hint = "hostlb's ClusterRole lacks a verb on " + string(kind) + ": apply /usr/share/hostlb/manifests/rbac.yaml"
+		// Right after an API server starts, its RBAC cache may still be
+		// empty: a refusal that does not last is not a missing rule.
+		hint = "if this lasts, hostlb's ClusterRole lacks a verb on " + string(kind) +
+			": apply /usr/share/hostlb/manifests/rbac.yaml"
 	case apierrors.IsNotFound(err) || isNoMatch(err):
 		msg = "resource not served"
 		hint = "the " + string(kind) + " CRD is missing: apply /usr/share/hostlb/manifests/crds/"

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"sync"
 	"time"
 
@@ -57,7 +58,9 @@ func (p *ARPProber) read() {
 		pkt, _, err := p.c.Read()
 		now := time.Now()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "closed") {
+			// A closed packet socket may answer EBADF rather than
+			// ErrClosed: either way the reader must end, or Close hangs.
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EBADF) || strings.Contains(err.Error(), "closed") {
 				return
 			}
 			continue // not an ARP packet we can parse
