@@ -143,6 +143,14 @@ func (l *watchedLease) Update(ctx context.Context, ler rl.LeaderElectionRecord) 
 	next.Spec = rl.LeaderElectionRecordToLeaseSpec(&ler)
 	sent := time.Now()
 	lease, err := l.client.CoordinationV1().Leases(l.namespace).Update(ctx, next, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) {
+		// The watch is behind (after an outage it comes back only with
+		// the informer's backoff): read the Lease once, so the next try
+		// sees who holds it instead of failing the same way every retry.
+		if fresh, gerr := l.client.CoordinationV1().Leases(l.namespace).Get(ctx, LeaseName, metav1.GetOptions{}); gerr == nil {
+			l.see(fresh)
+		}
+	}
 	if err != nil {
 		return err
 	}
