@@ -258,6 +258,9 @@ type sim struct {
 	// groups feeds every daemon's Options.Groups, like the Kubernetes
 	// source: the same list on every node.
 	groups simGroups
+	// kubeFor, when set, gives each daemon a real Kubernetes side (over
+	// a fake API) as its Kube and Groups instead.
+	kubeFor func(node string, log *slog.Logger, trigger func()) kubeSideGroups
 
 	mu      sync.Mutex // guards running and dying
 	running map[string]*simNode
@@ -286,6 +289,18 @@ func newSim(t *testing.T, n int) *sim { return newSimWith(t, n, false) }
 // health-checks at its own listener.
 func newSimWith(t *testing.T, n int, health bool) *sim {
 	t.Helper()
+	return newSimKube(t, n, health, nil)
+}
+
+// kubeSideGroups is what kube.Kubernetes gives a daemon.
+type kubeSideGroups interface {
+	KubeSide
+	GroupSource
+}
+
+// newSimKube is newSimWith with a Kubernetes side per node (nil: none).
+func newSimKube(t *testing.T, n int, health bool, kubeFor func(string, *slog.Logger, func()) kubeSideGroups) *sim {
+	t.Helper()
 	vips := []config.VIP{
 		{Name: "web", Mode: config.ModeL2, Addresses: addrs("192.0.2.10", 5)},
 		{Name: "api", Mode: config.ModeL2, Addresses: addrs("192.0.2.20", 3)},
@@ -310,7 +325,7 @@ func newSimWith(t *testing.T, n int, health bool) *sim {
 	}
 	s := &sim{
 		t: t, net: gossiptest.NewNetwork(), ledger: newLedger(all), vips: vips,
-		log: simLogger(t), running: map[string]*simNode{}, checks: checks,
+		log: simLogger(t), running: map[string]*simNode{}, checks: checks, kubeFor: kubeFor,
 	}
 	for i := 1; i <= n; i++ {
 		s.names = append(s.names, fmt.Sprintf("n%d", i))
@@ -365,9 +380,12 @@ func (s *sim) start(name string) *simNode {
 		t.Fatal(err)
 	}
 	links := netiftest.NewMonitor(eth0)
-	d, err = New(Options{
-		Config: cfg, Logger: log, Links: links, L2: nd.ann, Ring: nd.ring, Groups: &s.groups,
-	})
+	opts := Options{Config: cfg, Logger: log, Links: links, L2: nd.ann, Ring: nd.ring, Groups: &s.groups}
+	if s.kubeFor != nil {
+		k := s.kubeFor(name, log, func() { d.Trigger("kubernetes") })
+		opts.Kube, opts.Groups = k, k
+	}
+	d, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,10 @@ type Options struct {
 	OnChange func(Kind)
 	// IPAM tuning (tests).
 	IPAM IPAMOptions
+	// Client and Dynamic, when both set, are used instead of clients built
+	// from Config (simulations with client-go's fake clientsets).
+	Client  kubernetes.Interface
+	Dynamic dynamic.Interface
 }
 
 // Kubernetes is the node's Kubernetes side: the informers and the
@@ -79,13 +83,15 @@ type Kubernetes struct {
 
 // New returns the inert Kubernetes side; its Run methods start it.
 func New(opts Options) (*Kubernetes, error) {
-	client, err := kubernetes.NewForConfig(opts.Config)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKubeconfig, err)
-	}
-	dyn, err := dynamic.NewForConfig(opts.Config)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKubeconfig, err)
+	client, dyn := opts.Client, opts.Dynamic
+	if client == nil || dyn == nil {
+		var err error
+		if client, err = kubernetes.NewForConfig(opts.Config); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrKubeconfig, err)
+		}
+		if dyn, err = dynamic.NewForConfig(opts.Config); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrKubeconfig, err)
+		}
 	}
 	k := &Kubernetes{log: opts.Log.With("component", "kube"), opts: opts}
 	var ipamCtl *IPAM
