@@ -111,9 +111,13 @@ print-version: ## Print the binary and package versions.
 deps: ## Install the Debian packages the tests and demo need (only the missing ones; root).
 	tests/scripts/install-deps.sh
 
-.PHONY: demo demo-package
-demo: deps build ## 3 hostlbd nodes in namespaces: who answers each VIP address, a crash, the failover time (root).
+.PHONY: demo demo-kube demo-package
+demo: deps build kube-bins ## The static demo, then the Kubernetes one: who answers each IP, a crash, the failover time (root).
 	$(GO) run ./tests/cmd/demo -hostlbd $(BIN)/hostlbd
+	$(GO) run ./tests/cmd/demo -kube
+
+demo-kube: deps kube-bins ## The Kubernetes demo alone: a real control plane, a Service with 3 IPs, a crash, its delete (root).
+	$(GO) run ./tests/cmd/demo -kube
 
 demo-package: deps packages ## Boot a systemd container, install the deb, run hostlbd (root).
 	$(GO) run ./tests/cmd/demo -package -deb $(DEB)

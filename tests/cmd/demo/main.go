@@ -1,9 +1,15 @@
-// Command demo shows hostlb at work, as root. Two demos:
+// Command demo shows hostlb at work, as root. Three demos:
 //
 //   - The cluster demo (the default, `make demo`, cluster.go): three
 //     hostlbd nodes in network namespaces on one bridge form a gossip ring
 //     and spread a 3-address VIP; a client shows which node answers each
 //     address, one node crashes, and the client's failover time is printed.
+//   - The Kubernetes demo (-kube, `make demo-kube`, kube.go; `make demo`
+//     runs it after the cluster demo): a real control plane (tests/kubelab)
+//     with hostlb's manifests, three hostlbd nodes in Kubernetes mode, a
+//     MetalLoadBalancerClass and a Service asking for 3 IPs: its status as
+//     kubectl shows it, who answers each IP, a crash and its failover time,
+//     the Service deleted and its IPs silent and back in the pool.
 //   - The package demo (-package, `make demo-package`): hostlb the way an
 //     administrator meets it: a fresh Debian with systemd (a
 //     systemd-nspawn container), the deb installed with dpkg, a gossip key
@@ -31,15 +37,19 @@ func main() {
 	pkg := flag.Bool("package", false, "run the package demo (systemd container) instead of the cluster demo")
 	deb := flag.String("deb", "", "package demo: the hostlb .deb to install (make packages builds it)")
 	rootfsOnly := flag.Bool("rootfs-only", false, "package demo: only build the cached container rootfs, then exit")
-	keep := flag.Bool("keep", false, "keep the container (package demo) or the lab (cluster demo) until Ctrl-C, to look around")
-	hostlbd := flag.String("hostlbd", "", "cluster demo: the hostlbd binary (default: go build it)")
+	keep := flag.Bool("keep", false, "keep the container (package demo) or the lab (cluster and Kubernetes demos) until Ctrl-C, to look around")
+	kube := flag.Bool("kube", false, "run the Kubernetes demo (control plane, 3 nodes in Kubernetes mode) instead of the cluster demo")
+	hostlbd := flag.String("hostlbd", "", "cluster demo: the hostlbd binary (default: go build it; the Kubernetes demo always builds its own)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var err error
-	if *pkg || *rootfsOnly {
+	switch {
+	case *pkg || *rootfsOnly:
 		err = runPackage(ctx, *deb, *rootfsOnly, *keep)
-	} else {
+	case *kube:
+		err = runKube(ctx, *keep)
+	default:
 		err = runCluster(ctx, *hostlbd, *keep)
 	}
 	stop()
