@@ -78,12 +78,13 @@ type Options struct {
 	DisagreementGrace time.Duration
 	// Kube is the Kubernetes side ([kubernetes] enabled; nil otherwise).
 	// The API never holds static VIPs hostage: READY=1 waits for its
-	// caches at most KubeSyncWait after the first full reconcile, then
-	// comes anyway with a STATUS line saying the API is unreachable, and
-	// Services are served as soon as it answers.
+	// caches until KubeSyncWait after the start (and at least until the
+	// first full reconcile), then comes anyway with a STATUS line saying
+	// the API is unreachable, and Services are served as soon as it
+	// answers.
 	Kube KubeSide
-	// KubeSyncWait bounds that wait; default 10 s (inside the unit's
-	// TimeoutStartSec).
+	// KubeSyncWait bounds that wait, from the start of Run; default 10 s
+	// (inside the unit's TimeoutStartSec).
 	KubeSyncWait time.Duration
 	// Components run beside the core ones, started after them (so stopped
 	// before them).
@@ -158,6 +159,7 @@ type Daemon struct {
 	// keeps failing (say, sysctls it cannot set); STATUS says it failed.
 	firstDone chan struct{}
 	firstOnce sync.Once
+	started   time.Time // when Run began; set before any component runs
 	// drained is closed by the first draining pass that leaves no L2 IP.
 	drained   chan struct{}
 	drainOnce sync.Once
@@ -227,6 +229,7 @@ func (d *Daemon) Trigger(reason string) { d.loop.Trigger(reason) }
 // error only if a component failed or the drain overran.
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.config()
+	d.started = time.Now()
 	d.status("starting")
 	d.log.Info("hostlbd started", "node", cfg.Node.Name, "version", version.Version,
 		"commit", version.CommitOrUnknown(), "vips", len(cfg.VIPs))
@@ -301,7 +304,7 @@ func (d *Daemon) announceReady(ctx context.Context) error {
 	case <-d.firstDone:
 	}
 	if k := d.opts.Kube; k != nil {
-		wait := time.NewTimer(d.opts.KubeSyncWait)
+		wait := time.NewTimer(time.Until(d.started.Add(d.opts.KubeSyncWait)))
 		select {
 		case <-ctx.Done():
 			wait.Stop()

@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hostlb/hostlb/daemon/reconcile"
 )
@@ -46,5 +48,30 @@ func TestSeedsAddTheNodesOfTheGossipFamily(t *testing.T) {
 		if got := d.seeds(cfg); !slices.Equal(got, tc.want) {
 			t.Errorf("bind %s, join %v: seeds %v, want %v", tc.bind, tc.join, got, tc.want)
 		}
+	}
+}
+
+// READY=1 never waits on an unreachable API server longer than
+// KubeSyncWait from the start, and the STATUS line says why.
+func TestReadyWithoutTheAPIWithinKubeSyncWait(t *testing.T) {
+	n := newFakeNotifier()
+	k := &fakeKube{synced: make(chan struct{})} // never synced
+	d, err := New(Options{Config: testConfig(vipWeb), Logger: slog.New(slog.DiscardHandler), Notifier: n,
+		Kube: k, KubeSyncWait: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- d.Run(ctx) }()
+	n.waitFor(t, is("READY"))
+	if took := time.Since(start); took < 300*time.Millisecond || took > 5*time.Second {
+		t.Errorf("READY after %v, want about KubeSyncWait (300ms)", took)
+	}
+	n.waitFor(t, func(e string) bool { return strings.HasPrefix(e, "STATUS=running") && strings.Contains(e, "fake") })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
