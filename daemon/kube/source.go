@@ -141,17 +141,31 @@ func (s *Source) watch(kind Kind, inf cache.SharedIndexInformer) {
 
 // slim drops from a cached object what hostlb never reads and what costs
 // the most memory: managedFields (half of a Service's size in the cache;
-// an update sent without them keeps the server's), and a Node's list of
-// container images. With 10,000 Services this is the difference between
-// meeting the daemon's memory budget and not.
+// an update sent without them keeps the server's), a Node's list of
+// container images, and all of an EndpointSlice but its endpoints' nodes,
+// conditions and first address. With 10,000 Services this is the
+// difference between meeting the daemon's memory budget and not.
 func slim(obj any) (any, error) {
 	if m, ok := obj.(interface {
 		SetManagedFields([]metav1.ManagedFieldsEntry)
 	}); ok {
 		m.SetManagedFields(nil)
 	}
-	if n, ok := obj.(*corev1.Node); ok {
-		n.Status.Images = nil
+	switch o := obj.(type) {
+	case *corev1.Node:
+		o.Status.Images = nil
+	case *discoveryv1.EndpointSlice:
+		// Placement reads only which node has an endpoint in which
+		// condition: one Service, one slice each, at least.
+		o.Annotations = nil
+		o.Ports = nil
+		for i := range o.Endpoints {
+			e := &o.Endpoints[i]
+			if len(e.Addresses) > 1 {
+				e.Addresses = e.Addresses[:1]
+			}
+			e.TargetRef, e.Hints, e.Hostname, e.Zone, e.DeprecatedTopology = nil, nil, nil, nil, nil
+		}
 	}
 	return obj, nil
 }

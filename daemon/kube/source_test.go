@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -59,13 +60,28 @@ func TestSlimDropsWhatIsNeverRead(t *testing.T) {
 	n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 	n.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.example/app:1"}}}
 	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}}
-	for _, o := range []any{svc, n} {
+	node1 := "n1"
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "x"},
+			Labels: map[string]string{discoveryv1.LabelServiceName: "svc"}},
+		Ports: []discoveryv1.EndpointPort{{}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"198.51.100.1", "198.51.100.2"}, NodeName: &node1,
+			TargetRef: &corev1.ObjectReference{Name: "pod"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}}},
+	}
+	for _, o := range []any{svc, n, es} {
 		if _, err := slim(o); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if svc.ManagedFields != nil || n.ManagedFields != nil || n.Status.Images != nil {
 		t.Errorf("not slimmed: %v %v %v", svc.ManagedFields, n.ManagedFields, n.Status.Images)
+	}
+	e := es.Endpoints[0]
+	if es.Annotations != nil || es.Ports != nil || e.TargetRef != nil || len(e.Addresses) != 1 {
+		t.Errorf("EndpointSlice not slimmed: %+v", es)
+	}
+	if es.Labels[discoveryv1.LabelServiceName] != "svc" || *e.NodeName != "n1" || !*e.Conditions.Ready {
+		t.Error("slim dropped what placement reads from an EndpointSlice")
 	}
 	if svc.Annotations == nil || len(n.Status.Addresses) != 1 || n.Labels["a"] != "b" {
 		t.Error("slim dropped something hostlb reads")
