@@ -21,7 +21,8 @@ type Request struct {
 	Subresource string
 	Namespace   string
 	Name        string
-	Code        int // HTTP status; 0 when the line has none
+	Code        int    // HTTP status; 0 when the line has none
+	Source      string // the first of sourceIPs: tells apart nodes that share one ServiceAccount
 	// Received is requestReceivedTimestamp: when the apiserver got it.
 	Received time.Time
 }
@@ -34,6 +35,7 @@ type auditEvent struct {
 	User    struct {
 		Username string `json:"username"`
 	} `json:"user"`
+	SourceIPs []string `json:"sourceIPs"`
 	ObjectRef *struct {
 		Resource    string `json:"resource"`
 		Namespace   string `json:"namespace"`
@@ -91,6 +93,9 @@ func ParseAudit(r io.Reader) ([]Request, error) {
 			User:     ev.User.Username,
 			Verb:     ev.Verb,
 			Received: ev.RequestReceivedTimestamp,
+		}
+		if len(ev.SourceIPs) > 0 {
+			req.Source = ev.SourceIPs[0]
 		}
 		if o := ev.ObjectRef; o != nil {
 			req.Group, req.Resource, req.Subresource = o.APIGroup, o.Resource, o.Subresource
