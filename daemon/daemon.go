@@ -224,6 +224,21 @@ func New(opts Options) (*Daemon, error) {
 // the daemon (the netlink Monitor's OnChange) call it.
 func (d *Daemon) Trigger(reason string) { d.loop.Trigger(reason) }
 
+// TriggerPaced asks for a pass that may wait for the loop's pace
+// (reconcile.Loop): Kubernetes objects changing, peers' announced sets.
+func (d *Daemon) TriggerPaced(reason string) { d.loop.TriggerPaced(reason) }
+
+// GossipChanged is RingConfig's onChange: a member joining, leaving, dying
+// or changing health runs a pass at once (failover must not wait); news
+// of announced sets alone waits for the pace.
+func (d *Daemon) GossipChanged(urgent bool) {
+	if urgent {
+		d.loop.Trigger("gossip")
+		return
+	}
+	d.loop.TriggerPaced("gossip: announced sets")
+}
+
 // Run runs the daemon until ctx is cancelled (SIGTERM/SIGINT in main), then
 // drains every component in reverse start order and returns. It returns an
 // error only if a component failed or the drain overran.

@@ -48,13 +48,18 @@ var _ Ring = (*gossip.Ring)(nil)
 // node's first global IPv4 (SPEC §4), or loopback on a node that has none
 // (a lone node in an isolated network namespace); memberlist alone would
 // insist on an RFC 1918 address and refuse to start elsewhere.
-func RingConfig(cfg *config.Config, log *slog.Logger, onChange func()) gossip.Config {
+//
+// onChange is told after every batch of member events whether one of them
+// was urgent (gossip.Event.Urgent: someone joined, left, died or changed
+// health); a batch of announced-set news alone is not (Daemon.GossipChanged).
+func RingConfig(cfg *config.Config, log *slog.Logger, onChange func(urgent bool)) gossip.Config {
 	g := cfg.Gossip
 	adv := g.Advertise
 	if !adv.IsValid() && g.Bind.Addr().IsUnspecified() {
 		adv = netip.AddrPortFrom(firstGlobalIPv4(), g.Bind.Port())
 		log.Info("gossip advertise address not set; using the node's first global IPv4", "addr", adv)
 	}
+	var urgent bool
 	return gossip.Config{
 		NodeName:          cfg.Node.Name,
 		Bind:              g.Bind,
@@ -67,7 +72,14 @@ func RingConfig(cfg *config.Config, log *slog.Logger, onChange func()) gossip.Co
 		Version:           version.Version,
 		Health:            gossip.HealthNotReady,
 		Logger:            log,
-		OnChange:          onChange,
+		// OnEvent and OnChange run one after the other on the Ring's
+		// notifier goroutine: urgent needs no lock.
+		OnEvent: func(ev gossip.Event) { urgent = urgent || ev.Urgent() },
+		OnChange: func() {
+			u := urgent
+			urgent = false
+			onChange(u)
+		},
 	}
 }
 

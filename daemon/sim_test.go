@@ -371,7 +371,7 @@ func (s *sim) start(name string) *simNode {
 	nd := &simNode{name: name, addr: simAddr(i), done: make(chan error, 1),
 		ann: &simAnnouncer{node: name, ledger: s.ledger}}
 	var d *Daemon
-	rc := RingConfig(cfg, log.With("component", "gossip"), func() { d.Trigger("gossip") })
+	rc := RingConfig(cfg, log.With("component", "gossip"), func(u bool) { d.GossipChanged(u) })
 	rc.Transport = tr
 	rc.RejoinInterval = 300 * time.Millisecond
 	rc.LeaveTimeout = 500 * time.Millisecond
@@ -382,7 +382,7 @@ func (s *sim) start(name string) *simNode {
 	links := netiftest.NewMonitor(eth0)
 	opts := Options{Config: cfg, Logger: log, Links: links, L2: nd.ann, Ring: nd.ring, Groups: &s.groups}
 	if s.kubeFor != nil {
-		k := s.kubeFor(name, log, func() { d.Trigger("kubernetes") })
+		k := s.kubeFor(name, log, func() { d.TriggerPaced("kubernetes") })
 		opts.Kube, opts.Groups = k, k
 	}
 	d, err = New(opts)

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -205,5 +206,39 @@ func TestLogBridge(t *testing.T) {
 	}
 	if strings.Contains(out, "hidden") || !strings.Contains(out, `level=WARN msg="shown 1" component=memberlist`) {
 		t.Errorf("bridged output:\n%s", out)
+	}
+}
+
+func TestEventUrgent(t *testing.T) {
+	base := Meta{Gen: 10, Version: "1", Labels: map[string]string{"a": "b"}, Health: HealthOK,
+		AnnounceGen: 9, AnnounceCount: 3, Unhealthy: []string{"web"}}
+	for _, tc := range []struct {
+		name    string
+		mut     func(*Meta)
+		setOnly bool
+	}{
+		{"the announced set's generation and count", func(m *Meta) { m.Gen, m.AnnounceGen, m.AnnounceCount = 11, 11, 4 }, true},
+		{"health", func(m *Meta) { m.Gen, m.Health = 11, HealthDraining }, false},
+		{"leaving", func(m *Meta) { m.Gen, m.Leaving = 11, true }, false},
+		{"labels", func(m *Meta) { m.Gen, m.Labels = 11, map[string]string{"a": "c"} }, false},
+		{"failing checks", func(m *Meta) { m.Gen, m.Unhealthy = 11, nil }, false},
+		{"version", func(m *Meta) { m.Gen, m.Version = 11, "2" }, false},
+	} {
+		next := base
+		next.Labels = maps.Clone(base.Labels)
+		next.Unhealthy = slices.Clone(base.Unhealthy)
+		tc.mut(&next)
+		if got := setOnly(base, next); got != tc.setOnly {
+			t.Errorf("%s: setOnly = %v, want %v", tc.name, got, tc.setOnly)
+		}
+		ev := Event{Kind: EventUpdate, SetOnly: setOnly(base, next)}
+		if ev.Urgent() == tc.setOnly {
+			t.Errorf("%s: Urgent = %v", tc.name, ev.Urgent())
+		}
+	}
+	for k, urgent := range map[EventKind]bool{EventJoin: true, EventLeave: true, EventDead: true, EventAnnounced: false} {
+		if got := (Event{Kind: k}).Urgent(); got != urgent {
+			t.Errorf("%s: Urgent = %v, want %v", k, got, urgent)
+		}
 	}
 }

@@ -77,6 +77,25 @@ type Event struct {
 	Node string
 	Addr netip.AddrPort
 	Time time.Time
+	// SetOnly marks an EventUpdate whose metadata changed only in what
+	// says the announced set changed (AnnounceGen, AnnounceCount, Gen):
+	// news about who announces what, not about who is up.
+	SetOnly bool
+}
+
+// Urgent reports whether the event may change who is up: a join, a leave,
+// a death, or metadata other than the announced set's. A member's
+// announced set changing is not urgent (see Event.SetOnly).
+func (ev Event) Urgent() bool {
+	return ev.Kind != EventAnnounced && !(ev.Kind == EventUpdate && ev.SetOnly)
+}
+
+// setOnly reports whether b differs from a only in the announced set's
+// generation and count (and so in Gen).
+func setOnly(a, b Meta) bool {
+	a.Gen, a.AnnounceGen, a.AnnounceCount = b.Gen, b.AnnounceGen, b.AnnounceCount
+	return a.Version == b.Version && a.Health == b.Health && a.Leaving == b.Leaving &&
+		maps.Equal(a.Labels, b.Labels) && slices.Equal(a.Unhealthy, b.Unhealthy)
 }
 
 // Ring is this node's membership in the gossip ring.
@@ -471,6 +490,7 @@ func (r *Ring) observe(n *memberlist.Node, state State, kind EventKind) {
 	if !e.known || e.state != state {
 		e.since = now
 	}
+	only := kind == EventUpdate && e.known && e.state == state && setOnly(e.meta, meta)
 	e.known, e.addr, e.state, e.meta = true, addr, state, meta
 	var alive int32
 	for _, e := range r.members {
@@ -481,7 +501,7 @@ func (r *Ring) observe(n *memberlist.Node, state State, kind EventKind) {
 	r.numAlive.Store(alive)
 	// This node's own metadata updates are its caller's doing: no event.
 	if kind != EventUpdate || n.Name != r.cfg.NodeName {
-		r.pending = append(r.pending, Event{Kind: kind, Node: n.Name, Addr: addr, Time: now})
+		r.pending = append(r.pending, Event{Kind: kind, Node: n.Name, Addr: addr, Time: now, SetOnly: only})
 	}
 	r.mu.Unlock()
 	r.wake()

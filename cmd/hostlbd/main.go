@@ -98,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Run.
 	var d *daemon.Daemon
 	ring, err := gossip.New(daemon.RingConfig(cfg, log.With("component", "gossip"),
-		func() { d.Trigger("gossip") }))
+		func(urgent bool) { d.GossipChanged(urgent) }))
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return exitFail
@@ -132,7 +132,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			NodeName:       cfg.Node.Name,
 			LeaseNamespace: cfg.Kubernetes.LeaseNamespace,
 			BGPClass:       cfg.Kubernetes.LoadBalancerClass,
-			OnChange:       func(kind kube.Kind) { d.Trigger("kubernetes: " + string(kind)) },
+			OnChange:       func(kind kube.Kind) { d.TriggerPaced("kubernetes: " + string(kind)) },
 		})
 		if err != nil {
 			fmt.Fprintf(stderr, "hostlbd: %s: %v\n", cfg.Kubernetes.Kubeconfig, err)

@@ -18,6 +18,14 @@ type Func func(ctx context.Context) error
 // triggers that arrive while a pass runs coalesce into exactly one more pass,
 // so the loop is level-triggered: it never misses the latest state and never
 // queues stale work.
+//
+// Changes that may wait call TriggerPaced instead: the pass they ask for
+// starts no sooner than PaceFactor times the last pass's duration after it
+// ended (at most MaxPace later). A stream of such changes — thousands of
+// Services and EndpointSlices written in a burst — then keeps the loop
+// busy at most 1/(1+PaceFactor) of the time, and the CPU left over goes to
+// what must not wait: the gossip probes that detect a failure. A Trigger
+// runs at once, and takes every paced change pending with it.
 type Loop struct {
 	log *slog.Logger
 	fn  Func
@@ -27,10 +35,14 @@ type Loop struct {
 	// StuckAfter bounds how long one pass may run before Healthy reports
 	// the loop wedged (the watchdog then stops pinging systemd).
 	StuckAfter time.Duration
+	// PaceFactor and MaxPace bound the wait of a paced pass (see Loop).
+	PaceFactor float64
+	MaxPace    time.Duration
 	// Now is the clock; tests may replace it before Run.
 	Now func() time.Time
 
 	dirty     chan struct{} // capacity 1: a pending pass
+	paced     chan struct{} // capacity 1: a pending pass that may wait
 	firstOnce sync.Once
 	first     chan struct{} // closed after the first successful pass
 
@@ -49,8 +61,11 @@ func New(log *slog.Logger, fn Func) *Loop {
 		MinBackoff: 100 * time.Millisecond,
 		MaxBackoff: 10 * time.Second,
 		StuckAfter: 30 * time.Second,
+		PaceFactor: 3,
+		MaxPace:    500 * time.Millisecond,
 		Now:        time.Now,
 		dirty:      make(chan struct{}, 1),
+		paced:      make(chan struct{}, 1),
 		first:      make(chan struct{}),
 	}
 }
@@ -66,6 +81,20 @@ func (l *Loop) Trigger(reason string) {
 	select {
 	case l.dirty <- struct{}{}:
 	default: // a pass is already pending; it will see this change too
+	}
+}
+
+// TriggerPaced marks the state dirty with a change that may wait for the
+// pace (see Loop). It never blocks and is safe from any goroutine.
+func (l *Loop) TriggerPaced(reason string) {
+	l.mu.Lock()
+	if len(l.reasons) < 16 {
+		l.reasons = append(l.reasons, reason)
+	}
+	l.mu.Unlock()
+	select {
+	case l.paced <- struct{}{}:
+	default:
 	}
 }
 
@@ -97,15 +126,42 @@ func (l *Loop) Healthy() error {
 // a failing pass is retried, not fatal.
 func (l *Loop) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
-	var retry <-chan time.Time
+	var (
+		retry   <-chan time.Time
+		paceT   *time.Timer
+		paceC   <-chan time.Time // the paced pass's start, while one waits
+		readyAt time.Time        // the earliest start of a paced pass
+	)
+	defer func() {
+		if paceT != nil {
+			paceT.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-l.dirty:
 		case <-retry:
+		case <-paceC:
+		case <-l.paced:
+			if wait := readyAt.Sub(l.Now()); wait > 0 {
+				if paceC == nil {
+					paceT = time.NewTimer(wait)
+					paceC = paceT.C
+				}
+				continue
+			}
 		}
 		retry = nil
+		if paceT != nil {
+			paceT.Stop()
+			paceT, paceC = nil, nil
+		}
+		select {
+		case <-l.paced: // this pass sees the paced change too
+		default:
+		}
 
 		l.mu.Lock()
 		reasons := l.reasons
@@ -118,9 +174,11 @@ func (l *Loop) Run(ctx context.Context) error {
 		l.mu.Lock()
 		l.passes++
 		l.lastErr = err
-		took := l.Now().Sub(l.passStart)
+		end := l.Now()
+		took := end.Sub(l.passStart)
 		l.passStart = time.Time{}
 		l.mu.Unlock()
+		readyAt = end.Add(min(time.Duration(l.PaceFactor*float64(took)), l.MaxPace))
 
 		select {
 		case <-ctx.Done():

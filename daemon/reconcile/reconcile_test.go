@@ -114,3 +114,104 @@ func TestLoopHealthyDetectsWedgedPass(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// fakeClock is a clock that moves only when a pass says so.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// pacedLoop runs a loop whose every pass "takes" took on the fake clock
+// and reports its number on the returned channel (negative when the pass
+// started before *mark was set).
+func pacedLoop(t *testing.T, took time.Duration, maxPace time.Duration, mark *atomic.Bool) (*Loop, <-chan int32, func()) {
+	t.Helper()
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var passes atomic.Int32
+	ran := make(chan int32, 16)
+	l := New(slog.New(slog.DiscardHandler), func(ctx context.Context) error {
+		marked := mark == nil || mark.Load()
+		clock.advance(took)
+		n := passes.Add(1)
+		if !marked {
+			n = -n
+		}
+		ran <- n
+		return nil
+	})
+	l.Now = clock.Now
+	l.MaxPace = maxPace
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	return l, ran, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestLoopPacedTriggerWaitsAndUrgentTakesIt(t *testing.T) {
+	// Passes take 100 ms and the pace is up to an hour: a paced change
+	// waits 300 ms of the fake clock, which never passes, so only an
+	// urgent trigger can run it — in one pass with the urgent one.
+	var urgent atomic.Bool
+	l, ran, stop := pacedLoop(t, 100*time.Millisecond, time.Hour, &urgent)
+	urgent.Store(true)
+	l.Trigger("first")
+	if n := <-ran; n != 1 {
+		t.Fatalf("pass %d", n)
+	}
+	urgent.Store(false)
+	l.TriggerPaced("a Service changed")
+	l.TriggerPaced("another")
+	urgent.Store(true)
+	l.Trigger("a member died")
+	if n := <-ran; n != 2 {
+		t.Fatalf("pass %d (negative: it started before the urgent trigger)", n)
+	}
+	stop()
+	select {
+	case n := <-ran:
+		t.Errorf("pass %d ran: the paced changes were already in pass 2", n)
+	default:
+	}
+}
+
+func TestLoopPacedTriggerRunsAfterThePace(t *testing.T) {
+	// Passes take 10 ms: the paced pass starts 30 ms (real time, as the
+	// fake clock stands still) after the first one, on its own.
+	l, ran, stop := pacedLoop(t, 10*time.Millisecond, time.Hour, nil)
+	defer stop()
+	l.Trigger("first")
+	<-ran
+	l.TriggerPaced("a Service changed")
+	if n := <-ran; n != 2 {
+		t.Fatalf("pass %d", n)
+	}
+}
+
+func TestLoopPaceIsBoundedByMaxPace(t *testing.T) {
+	// Passes "take" an hour, but MaxPace caps the wait at 1 ms.
+	l, ran, stop := pacedLoop(t, time.Hour, time.Millisecond, nil)
+	defer stop()
+	l.Trigger("first")
+	<-ran
+	l.TriggerPaced("a Service changed")
+	if n := <-ran; n != 2 {
+		t.Fatalf("pass %d", n)
+	}
+}
