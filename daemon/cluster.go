@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/hostlb/hostlb/daemon/config"
 	"github.com/hostlb/hostlb/daemon/placement"
@@ -95,20 +96,44 @@ func (p placedIP) announcement() reconcile.Announcement { return p.group.Announc
 // Placement is called once per group, because each group has its own up
 // set; Place treats Services independently, so this is the same answer.
 func placeGroups(v clusterView, groups []reconcile.Group) []placedIP {
-	var out []placedIP
+	out := make([]placedIP, 0, len(groups))
+	// Groups that list their nodes (Kubernetes') mostly share the lists
+	// (one per class): the same lists give the same sets, unless a member
+	// fails a health check of the group itself.
+	type sets struct {
+		eligible []string
+		up       map[string]bool
+	}
+	type listKey struct {
+		ranks, nodes   *string
+		nranks, nnodes int
+	}
+	memo := map[listKey]sets{}
+	anyUnhealthy := slices.ContainsFunc(v.members, func(m gossip.Member) bool { return len(m.Meta.Unhealthy) > 0 })
 	for gi := range groups {
 		g := &groups[gi]
-		var eligible []string
-		up := make(map[string]bool, len(v.up))
-		for _, m := range v.members {
-			if !g.Ranked(m.Name, m.Meta.Labels) {
-				continue
+		var key listKey
+		shared := g.Ranks != nil && g.Nodes != nil && !anyUnhealthy
+		if shared {
+			key = listKey{unsafe.SliceData(g.Ranks), unsafe.SliceData(g.Nodes), len(g.Ranks), len(g.Nodes)}
+		}
+		st, ok := memo[key]
+		if !shared || !ok {
+			st = sets{up: make(map[string]bool, len(v.up))}
+			for _, m := range v.members {
+				if !g.Ranked(m.Name, m.Meta.Labels) {
+					continue
+				}
+				st.eligible = append(st.eligible, m.Name)
+				if v.up[m.Name] && g.Eligible(m.Name, m.Meta.Labels) && !slices.Contains(m.Meta.Unhealthy, g.Name) {
+					st.up[m.Name] = true
+				}
 			}
-			eligible = append(eligible, m.Name)
-			if v.up[m.Name] && g.Eligible(m.Name, m.Meta.Labels) && !slices.Contains(m.Meta.Unhealthy, g.Name) {
-				up[m.Name] = true
+			if shared {
+				memo[key] = st
 			}
 		}
+		eligible, up := st.eligible, st.up
 		mode := placement.L2
 		if g.Mode == config.ModeBGP {
 			mode = placement.BGP

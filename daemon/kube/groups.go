@@ -3,6 +3,7 @@ package kube
 import (
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -24,8 +25,39 @@ const LabelExcludeLB = "node.kubernetes.io/exclude-from-external-load-balancers"
 // traffic to. Services of another controller or on the BGP path are not
 // announced in L2. Pure: no I/O.
 func groupsOf(snap Snapshot, bgpClass string) []reconcile.Group {
-	cs := newClasses(snap.Classes)
-	slicesBySvc := map[string][]*discoveryv1.EndpointSlice{}
+	var c groupCache
+	return c.groups(snap, 0, bgpClass)
+}
+
+// groupCache keeps each Service's group between passes, so that a pass
+// rebuilds only the groups of the Services whose object or EndpointSlices
+// changed: the informers replace an object they update, so an unchanged
+// pointer is an unchanged object. Everything else a group depends on —
+// the Nodes, classes and pools — is the world; a new world generation
+// rebuilds every group. Not safe for concurrent use.
+type groupCache struct {
+	world   uint64
+	entries map[string]*cachedGroup
+	out     []reconcile.Group // the last result, sorted by name: read-only
+}
+
+type cachedGroup struct {
+	svc    *corev1.Service
+	slices []*discoveryv1.EndpointSlice
+	group  reconcile.Group
+	ok     bool // an L2 group (else the Service is not announced in L2)
+}
+
+// groups returns the groups of snap, whose Nodes, classes and pools are
+// those of world generation world. The result is shared with later calls:
+// read-only.
+func (c *groupCache) groups(snap Snapshot, world uint64, bgpClass string) []reconcile.Group {
+	if c.entries == nil || c.world != world {
+		c.entries = make(map[string]*cachedGroup, len(snap.Services))
+		c.world = world
+		c.out = nil
+	}
+	slicesBySvc := make(map[string][]*discoveryv1.EndpointSlice, len(snap.EndpointSlices))
 	for _, es := range snap.EndpointSlices {
 		name := es.Labels[discoveryv1.LabelServiceName]
 		if name == "" {
@@ -34,40 +66,123 @@ func groupsOf(snap Snapshot, bgpClass string) []reconcile.Group {
 		key := es.Namespace + "/" + name
 		slicesBySvc[key] = append(slicesBySvc[key], es)
 	}
-	var out []reconcile.Group
+	var (
+		w       *groupWorld // built on the first rebuild
+		changed = c.out == nil
+		seen    = 0
+	)
 	for _, svc := range snap.Services {
-		ch := chooseClass(svc, cs, bgpClass, len(snap.Pools) > 0)
-		if ch.Path != PathL2 {
-			continue
-		}
-		slots := slotsOf(ingressAddrs(svc.Status))
-		if len(slots) == 0 {
-			continue
-		}
 		key := svc.Namespace + "/" + svc.Name
-		class := cs.byName[ch.Class]
-		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-		out = append(out, reconcile.Group{
-			Name:       key,
-			Source:     "kubernetes",
-			Mode:       config.ModeL2,
-			Slots:      slots,
-			Nodes:      eligibleNodes(class, snap.Nodes, slicesBySvc[key], local),
-			Ranks:      rankedNodes(class, snap.Nodes),
-			Interfaces: slices.Clone(class.Spec.L2.Interfaces),
-			ETPLocal:   local,
-		})
-	}
-	slices.SortFunc(out, func(a, b reconcile.Group) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
+		eps := slicesBySvc[key]
+		if len(eps) > 1 {
+			// The store lists in no fixed order.
+			slices.SortFunc(eps, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
 		}
-		return 0
-	})
+		seen++
+		e := c.entries[key]
+		if e != nil && e.svc == svc && slices.Equal(e.slices, eps) {
+			continue
+		}
+		if w == nil {
+			w = newGroupWorld(snap, bgpClass)
+		}
+		g, ok := w.group(key, svc, eps)
+		if e == nil {
+			e = &cachedGroup{}
+			c.entries[key] = e
+		}
+		if ok || e.ok {
+			changed = true
+		}
+		e.svc, e.slices, e.group, e.ok = svc, eps, g, ok
+	}
+	if seen != len(c.entries) {
+		present := make(map[string]bool, seen)
+		for _, svc := range snap.Services {
+			present[svc.Namespace+"/"+svc.Name] = true
+		}
+		for key, e := range c.entries {
+			if !present[key] {
+				changed = changed || e.ok
+				delete(c.entries, key)
+			}
+		}
+	}
+	if !changed {
+		return c.out
+	}
+	sorted := make([]*cachedGroup, 0, len(c.entries))
+	for _, e := range c.entries {
+		if e.ok {
+			sorted = append(sorted, e)
+		}
+	}
+	// Pointers sort faster than groups.
+	slices.SortFunc(sorted, func(a, b *cachedGroup) int { return strings.Compare(a.group.Name, b.group.Name) })
+	out := make([]reconcile.Group, len(sorted))
+	for i, e := range sorted {
+		out[i] = e.group
+	}
+	c.out = out
 	return out
+}
+
+// groupWorld is what every group of one snapshot shares: the classes and,
+// per class, its ranked Nodes and its candidates (one list, shared by
+// every Service of the class that any candidate may announce).
+type groupWorld struct {
+	snap       Snapshot
+	cs         classes
+	bgpClass   string
+	ranked     map[string][]string
+	candidates map[string][]string
+}
+
+func newGroupWorld(snap Snapshot, bgpClass string) *groupWorld {
+	return &groupWorld{snap: snap, cs: newClasses(snap.Classes), bgpClass: bgpClass,
+		ranked: map[string][]string{}, candidates: map[string][]string{}}
+}
+
+// group is svc's L2 group; false when svc is not announced in L2.
+func (w *groupWorld) group(key string, svc *corev1.Service, eps []*discoveryv1.EndpointSlice) (reconcile.Group, bool) {
+	ch := chooseClass(svc, w.cs, w.bgpClass, len(w.snap.Pools) > 0)
+	if ch.Path != PathL2 {
+		return reconcile.Group{}, false
+	}
+	slots := slotsOf(ingressAddrs(svc.Status))
+	if len(slots) == 0 {
+		return reconcile.Group{}, false
+	}
+	class := w.cs.byName[ch.Class]
+	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	ranks, ok := w.ranked[class.Name]
+	if !ok {
+		ranks = rankedNodes(class, w.snap.Nodes)
+		w.ranked[class.Name] = ranks
+	}
+	var nodes []string
+	withEndpoint := endpointNodes(eps)
+	switch {
+	case withEndpoint == nil:
+		nodes = []string{} // no endpoint to deliver to: nobody announces
+	case local:
+		nodes = eligibleNodes(class, w.snap.Nodes, withEndpoint, true)
+	default:
+		if nodes, ok = w.candidates[class.Name]; !ok {
+			nodes = eligibleNodes(class, w.snap.Nodes, withEndpoint, false)
+			w.candidates[class.Name] = nodes
+		}
+	}
+	return reconcile.Group{
+		Name:       key,
+		Source:     "kubernetes",
+		Mode:       config.ModeL2,
+		Slots:      slots,
+		Nodes:      nodes,
+		Ranks:      ranks,
+		Interfaces: class.Spec.L2.Interfaces,
+		ETPLocal:   local,
+	}, true
 }
 
 // slotsOf splits a status ingress list into slots: the list is in slot
@@ -86,14 +201,11 @@ func slotsOf(addrs []netip.Addr) [][]netip.Addr {
 	return out
 }
 
-// eligibleNodes are the Nodes that may announce a Service of class: never
+// eligibleNodes are the Nodes that may announce a Service of class whose
+// endpoints are on the nodes withEndpoint (endpointNodes; not nil): never
 // nil, so an empty list means nobody (not "everyone").
-func eligibleNodes(class *MetalLoadBalancerClass, nodes []*corev1.Node, eps []*discoveryv1.EndpointSlice, etpLocal bool) []string {
-	withEndpoint := endpointNodes(eps)
+func eligibleNodes(class *MetalLoadBalancerClass, nodes []*corev1.Node, withEndpoint map[string]bool, etpLocal bool) []string {
 	out := []string{}
-	if withEndpoint == nil {
-		return out // no endpoint to deliver to: nobody announces
-	}
 	for _, n := range nodes {
 		if !candidate(class, n) {
 			continue

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
@@ -79,6 +80,11 @@ type Kubernetes struct {
 	// nodeState: 0 not known yet, 1 this node's Node exists, 2 it does not.
 	nodeState atomic.Int32
 	ann       announcements
+	// world counts changes of what every Service's group depends on (the
+	// Nodes, classes and pools): the group cache rebuilds all on a new one.
+	world  atomic.Uint64
+	gmu    sync.Mutex // guards groups
+	groups groupCache
 }
 
 // New returns the inert Kubernetes side; its Run methods start it.
@@ -98,6 +104,10 @@ func New(opts Options) (*Kubernetes, error) {
 	k.Source = NewSource(SourceOptions{
 		Log: opts.Log.With("component", "kube"), Client: client, Dynamic: dyn,
 		OnChange: func(kind Kind) {
+			switch kind {
+			case KindNode, KindClass, KindPool, "":
+				k.world.Add(1)
+			}
 			if ipamCtl != nil {
 				ipamCtl.Trigger(kind)
 			}
@@ -126,7 +136,9 @@ func New(opts Options) (*Kubernetes, error) {
 }
 
 // Groups returns the L2 groups of the Services (groupsOf) from the caches:
-// none before they hold a full list. While the API server is unreachable
+// none before they hold a full list. Only the groups of Services whose
+// object or EndpointSlices changed since the last call are built anew; the
+// result is shared with later calls: read-only. While the API server is unreachable
 // the caches keep the last state they saw, so the node keeps announcing
 // it. A node whose name matches no Node object is eligible for no
 // Service; that is logged when it starts and when it ends.
@@ -136,6 +148,7 @@ func (k *Kubernetes) Groups() []reconcile.Group {
 	default:
 		return nil
 	}
+	world := k.world.Load() // before the snapshot: a change after it is a new world
 	snap := k.Source.Snapshot()
 	known := slices.ContainsFunc(snap.Nodes, func(n *corev1.Node) bool { return n.Name == k.opts.NodeName })
 	state := int32(2)
@@ -152,7 +165,9 @@ func (k *Kubernetes) Groups() []reconcile.Group {
 				"([node] name must be the Kubernetes Node name)", "node", k.opts.NodeName)
 		}
 	}
-	return groupsOf(snap, k.opts.BGPClass)
+	k.gmu.Lock()
+	defer k.gmu.Unlock()
+	return k.groups.groups(snap, world, k.opts.BGPClass)
 }
 
 // Seeds returns the InternalIPs of every Node but this one (the first of
