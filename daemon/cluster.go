@@ -22,13 +22,20 @@ type clusterView struct {
 	// announcers lists, per IP, the alive members whose gossiped announced
 	// set holds it, sorted. A dead member's last set is stale: not counted.
 	announcers map[netip.Addr][]string
+	// lagging are the alive members whose announced set this node holds
+	// older than their metadata says it is (chunks still in flight).
+	lagging map[string]bool
 }
 
 func newClusterView(self string, members []gossip.Member) clusterView {
-	v := clusterView{self: self, members: members, up: map[string]bool{}, announcers: map[netip.Addr][]string{}}
+	v := clusterView{self: self, members: members, up: map[string]bool{}, announcers: map[netip.Addr][]string{},
+		lagging: map[string]bool{}}
 	for _, m := range members { // sorted by name, so announcers are too
 		if !m.Alive {
 			continue
+		}
+		if m.AnnouncedGen < m.Meta.AnnounceGen {
+			v.lagging[m.Name] = true
 		}
 		if m.Meta.Health == gossip.HealthOK && !m.Meta.Leaving {
 			v.up[m.Name] = true
@@ -228,6 +235,9 @@ type disagreement struct {
 }
 
 // disagreements compares the placement with the gossiped announced sets.
+// An address nobody announces is no disagreement while this node holds an
+// outdated set of every owner: under load the sets lag their owners by
+// seconds, and the owner most likely announces it already.
 func disagreements(v clusterView, ps []placedIP) map[netip.Addr]disagreement {
 	out := map[netip.Addr]disagreement{}
 	for _, p := range ps {
@@ -235,7 +245,9 @@ func disagreements(v clusterView, ps []placedIP) map[netip.Addr]disagreement {
 			continue
 		}
 		ns := v.announcers[p.Addr]
-		if len(ns) >= 2 || (len(ns) == 0 && len(p.Owners) > 0) {
+		unannounced := len(ns) == 0 && len(p.Owners) > 0 &&
+			slices.ContainsFunc(p.Owners, func(o string) bool { return !v.lagging[o] })
+		if len(ns) >= 2 || unannounced {
 			out[p.Addr] = disagreement{vip: p.group.Name, addr: p.Addr, nodes: ns}
 		}
 	}
