@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -141,10 +142,14 @@ func (s *Source) watch(kind Kind, inf cache.SharedIndexInformer) {
 
 // slim drops from a cached object what hostlb never reads and what costs
 // the most memory: managedFields (half of a Service's size in the cache;
-// an update sent without them keeps the server's), a Node's list of
-// container images, and all of an EndpointSlice but its endpoints' nodes,
-// conditions and first address. With 10,000 Services this is the
-// difference between meeting the daemon's memory budget and not.
+// an update sent without them keeps the server's), a Service's cluster IPs
+// and the port fields IPAM does not compare (a status update takes the
+// spec from the server's copy, never from the one sent; the metadata it
+// does take, so a Service keeps all of its metadata), a Node's list of
+// container images, and all of an EndpointSlice (never written) but its
+// name, its Service's label and its endpoints' nodes, conditions and
+// first address. With 10,000 Services this is the difference between
+// meeting the daemon's memory budget and not.
 func slim(obj any) (any, error) {
 	if m, ok := obj.(interface {
 		SetManagedFields([]metav1.ManagedFieldsEntry)
@@ -152,12 +157,23 @@ func slim(obj any) (any, error) {
 		m.SetManagedFields(nil)
 	}
 	switch o := obj.(type) {
+	case *corev1.Service:
+		o.Spec.ClusterIP, o.Spec.ClusterIPs, o.Spec.SessionAffinityConfig = "", nil, nil
+		for i := range o.Spec.Ports {
+			p := &o.Spec.Ports[i]
+			p.Name, p.AppProtocol, p.TargetPort, p.NodePort = "", nil, intstr.IntOrString{}, 0
+		}
 	case *corev1.Node:
 		o.Status.Images = nil
 	case *discoveryv1.EndpointSlice:
 		// Placement reads only which node has an endpoint in which
 		// condition: one Service, one slice each, at least.
-		o.Annotations = nil
+		svc := o.Labels[discoveryv1.LabelServiceName]
+		o.ObjectMeta = metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace,
+			ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp}
+		if svc != "" {
+			o.Labels = map[string]string{discoveryv1.LabelServiceName: svc}
+		}
 		o.Ports = nil
 		for i := range o.Endpoints {
 			e := &o.Endpoints[i]

@@ -56,14 +56,19 @@ func TestWatchErrorsAreNamedAndRateLimited(t *testing.T) {
 func TestSlimDropsWhatIsNeverRead(t *testing.T) {
 	svc := lbService()
 	svc.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	svc.Labels = map[string]string{"app": "web"}
+	svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "198.51.100.7", []string{"198.51.100.7"}
+	svc.Spec.Ports = []corev1.ServicePort{{Name: "http", Protocol: corev1.ProtocolUDP, Port: 53, NodePort: 30053}}
 	n := node("n1", map[string]string{"a": "b"})
 	n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 	n.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.example/app:1"}}}
 	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.0.2.1"}}
 	node1 := "n1"
 	es := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "x"},
-			Labels: map[string]string{discoveryv1.LabelServiceName: "svc"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "svc-x1", Namespace: "ns", ResourceVersion: "7",
+			Annotations:     map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "x"},
+			Labels:          map[string]string{discoveryv1.LabelServiceName: "svc", "endpointslice.kubernetes.io/managed-by": "x"},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "Service", Name: "svc"}}},
 		Ports: []discoveryv1.EndpointPort{{}},
 		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"198.51.100.1", "198.51.100.2"}, NodeName: &node1,
 			TargetRef: &corev1.ObjectReference{Name: "pod"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}}},
@@ -77,13 +82,25 @@ func TestSlimDropsWhatIsNeverRead(t *testing.T) {
 		t.Errorf("not slimmed: %v %v %v", svc.ManagedFields, n.ManagedFields, n.Status.Images)
 	}
 	e := es.Endpoints[0]
-	if es.Annotations != nil || es.Ports != nil || e.TargetRef != nil || len(e.Addresses) != 1 {
+	if es.Annotations != nil || es.Ports != nil || e.TargetRef != nil || len(e.Addresses) != 1 ||
+		es.OwnerReferences != nil || len(es.Labels) != 1 {
 		t.Errorf("EndpointSlice not slimmed: %+v", es)
 	}
-	if es.Labels[discoveryv1.LabelServiceName] != "svc" || *e.NodeName != "n1" || !*e.Conditions.Ready {
+	if es.Labels[discoveryv1.LabelServiceName] != "svc" || *e.NodeName != "n1" || !*e.Conditions.Ready ||
+		es.Name != "svc-x1" || es.Namespace != "ns" || es.ResourceVersion != "7" {
 		t.Error("slim dropped what placement reads from an EndpointSlice")
 	}
 	if svc.Annotations == nil || len(n.Status.Addresses) != 1 || n.Labels["a"] != "b" {
 		t.Error("slim dropped something hostlb reads")
+	}
+	// A status update sends the metadata too: the Service keeps all of it.
+	if svc.Labels["app"] != "web" {
+		t.Error("slim dropped a Service's labels, which a status update would then remove")
+	}
+	if svc.Spec.ClusterIPs != nil || svc.Spec.Ports[0].NodePort != 0 || svc.Spec.Ports[0].Name != "" {
+		t.Errorf("Service spec not slimmed: %+v", svc.Spec)
+	}
+	if p := svc.Spec.Ports[0]; p.Protocol != corev1.ProtocolUDP || p.Port != 53 {
+		t.Errorf("slim dropped a port IPAM compares: %+v", p)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/hostlb/hostlb/daemon/kube"
 )
@@ -26,8 +27,16 @@ func TestIPAM(t *testing.T) {
 	t.Run("count", func(t *testing.T) {
 		ns := e.namespace(t, "count")
 		e.class(t, "c-count", []string{"203.0.113.0/28"}, false, nil)
-		e.service(t, ns, "three", withClass("c-count"), withAnn(kube.AnnotationIPCount, "3"))
+		created := e.service(t, ns, "three", withClass("c-count"), withAnn(kube.AnnotationIPCount, "3"),
+			func(s *corev1.Service) { s.Labels = map[string]string{"team": "web"} })
 		s := e.waitIPs(t, ns, "three", 3)
+		// hostlbd caches Services without their cluster IPs and port names
+		// and writes status from that copy: the server must keep them, and
+		// the labels.
+		if s.Spec.ClusterIP == "" || s.Spec.ClusterIP != created.Spec.ClusterIP || s.Spec.Ports[0].Name != "http" ||
+			s.Spec.Ports[0].TargetPort != intstr.FromInt32(80) || s.Labels["team"] != "web" {
+			t.Errorf("the status write changed more than status: spec %+v, labels %v", s.Spec, s.Labels)
+		}
 		if got := ips(s); !distinct(got) {
 			t.Errorf("IPs not distinct: %v", got)
 		}
