@@ -58,6 +58,9 @@ type Options struct {
 	// AuditLog turns on kube-apiserver's audit log of hostlbd's requests
 	// (AuditUser's, level Metadata) at AuditLogPath; see audit.go.
 	AuditLog bool
+	// ControllerManagerArgs are further flags of kube-controller-manager
+	// (e.g. --kube-api-qps).
+	ControllerManagerArgs []string
 }
 
 // Cluster is etcd plus kube-apiserver (plus, on request,

@@ -54,6 +54,7 @@ func (c *Cluster) StartControllerManager(ctx context.Context, controllers ...str
 		"--root-ca-file=" + c.pki.caCert,
 		"--profiling=false",
 	}
+	args = append(args, c.opts.ControllerManagerArgs...)
 
 	c.mu.Lock()
 	switch {

@@ -61,6 +61,8 @@ type Options struct {
 	Dir string
 	// Log receives the harness's progress lines; default the TB's Logf.
 	Log io.Writer
+	// ControllerManagerArgs are further flags of kube-controller-manager.
+	ControllerManagerArgs []string
 }
 
 // Lab is a control plane, a client and hostlbd nodes on one bridge. Its
@@ -153,8 +155,9 @@ func New(tb testing.TB, opts Options) *Lab {
 		ServiceCIDRs:   ServiceCIDRs,
 		ApplyManifests: true,
 		// WaitWatching reads hostlbd's watches from the audit log.
-		AuditLog: true,
-		Log:      opts.Log,
+		AuditLog:              true,
+		Log:                   opts.Log,
+		ControllerManagerArgs: opts.ControllerManagerArgs,
 	})
 	if err != nil {
 		tb.Fatal(err)

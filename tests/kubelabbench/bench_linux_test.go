@@ -12,6 +12,7 @@ import (
 	goruntime "runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,7 @@ var (
 	flagIdle     = flag.Duration("kubelabbench.idle", time.Minute, "each quiet window")
 	flagBudget   = flag.Duration("kubelabbench.budget", 12*time.Minute, "from the start, when the growth must be answered; its creates stop 45 s before")
 	flagOut      = flag.String("kubelabbench.out", "", "keep the lab's `directory` (audit log, hostlbd and control-plane logs); must be empty")
+	flagKCMQPS   = flag.Int("kubelabbench.kcm-qps", 200, "kube-controller-manager's --kube-api-qps (its burst twice that; 20 is its default)")
 	flagHeap     = flag.String("kubelabbench.heapprofile", "", "at the end, run hostlbd's informers (kube.Source) in this process and write a heap profile of them to this `file`")
 )
 
@@ -104,7 +106,8 @@ func BenchmarkKubeL2(b *testing.B) {
 	// pprof endpoint). The lab's processes inherit this environment; the
 	// control plane gets it too, which only adds lines to its logs.
 	restore := setenv(b, "GODEBUG", "gctrace=1")
-	lab := kubelab.New(b, kubelab.Options{LogLevel: "info", Dir: *flagOut})
+	lab := kubelab.New(b, kubelab.Options{LogLevel: "info", Dir: *flagOut, ControllerManagerArgs: []string{
+		"--kube-api-qps=" + strconv.Itoa(*flagKCMQPS), "--kube-api-burst=" + strconv.Itoa(2**flagKCMQPS)}})
 	restore()
 
 	e := &env{b: b, lab: lab, tr: kubelabbench.NewTracker(), nodeIP: map[string]string{}}
