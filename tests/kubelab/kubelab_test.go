@@ -210,8 +210,10 @@ func testScaleToZero(t *testing.T, lab *kubelab.Lab) {
 
 // waitSilent waits until none of ips has been answered for a second, and
 // checks that each went silent within 1 s of the EndpointSlices showing no
-// ready endpoint (the controller may take a second or more after the
-// change at t0: it retries with a backoff when its cache lags).
+// endpoint kube-proxy would send traffic to: none ready, and none serving
+// while it terminates (the controller may take a second or more after the
+// change at t0: it retries with a backoff when its cache lags, and a
+// deleted Pod's endpoint may show as terminating first).
 func waitSilent(t *testing.T, lab *kubelab.Lab, p *kubelab.Prober, sw *kubelab.SliceWatch, ips []netip.Addr, t0 time.Time, why string) {
 	t.Helper()
 	err := lab.Poll(settle, func() error {
@@ -227,13 +229,13 @@ func waitSilent(t *testing.T, lab *kubelab.Lab, p *kubelab.Prober, sw *kubelab.S
 	}
 	var empty time.Time
 	for _, st := range sw.States() {
-		if !st.At.Before(t0) && len(st.Ready) == 0 {
+		if !st.At.Before(t0) && !st.Usable {
 			empty = st.At
 			break
 		}
 	}
 	if empty.IsZero() {
-		t.Fatalf("silent with %s, but the EndpointSlices never showed no ready endpoint: %v", why, sw.States())
+		t.Fatalf("silent with %s, but the EndpointSlices never showed no usable endpoint: %v", why, sw.States())
 	}
 	for _, ip := range ips {
 		last := empty
@@ -241,10 +243,10 @@ func waitSilent(t *testing.T, lab *kubelab.Lab, p *kubelab.Prober, sw *kubelab.S
 			last = rs[len(rs)-1].At
 		}
 		d := last.Sub(empty)
-		t.Logf("%s: EndpointSlices empty %v after %s; last answer %v after that", ip,
+		t.Logf("%s: EndpointSlices without a usable endpoint %v after %s; last answer %v after that", ip,
 			empty.Sub(t0).Round(time.Millisecond), why, d.Round(time.Millisecond))
 		if d > takeoverBound {
-			t.Errorf("%s still answered %v after its Service lost its last ready endpoint", ip, d)
+			t.Errorf("%s still answered %v after its Service lost its last usable endpoint", ip, d)
 		}
 	}
 }

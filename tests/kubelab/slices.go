@@ -31,6 +31,10 @@ type SliceWatch struct {
 type SliceState struct {
 	At    time.Time
 	Ready []string // nodes with a ready endpoint, sorted
+	// Usable says whether kube-proxy would send traffic anywhere: to a
+	// ready endpoint, or, when none is, to one that is serving while it
+	// terminates.
+	Usable bool
 }
 
 // WatchSlices starts following the EndpointSlices of the Service ns/svc.
@@ -80,19 +84,29 @@ func (l *Lab) WatchSlices(ns, svc string) (*SliceWatch, error) {
 func (sw *SliceWatch) record(at time.Time) {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
-	var ready []string
+	var (
+		ready                 []string
+		anyReady, anyFallback bool
+	)
+	isTrue := func(b *bool, def bool) bool { return (b == nil && def) || (b != nil && *b) }
 	for _, es := range sw.slices {
 		for _, ep := range es.Endpoints {
-			if ep.NodeName == nil || len(ep.Addresses) == 0 || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
+			if len(ep.Addresses) == 0 {
 				continue
 			}
-			if !slices.Contains(ready, *ep.NodeName) {
+			c := ep.Conditions
+			anyFallback = anyFallback || (isTrue(c.Serving, true) && isTrue(c.Terminating, false))
+			if !isTrue(c.Ready, true) {
+				continue
+			}
+			anyReady = true
+			if ep.NodeName != nil && !slices.Contains(ready, *ep.NodeName) {
 				ready = append(ready, *ep.NodeName)
 			}
 		}
 	}
 	slices.Sort(ready)
-	sw.states = append(sw.states, SliceState{At: at, Ready: ready})
+	sw.states = append(sw.states, SliceState{At: at, Ready: ready, Usable: anyReady || anyFallback})
 }
 
 // States returns every state recorded so far, oldest first.
