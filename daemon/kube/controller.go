@@ -108,9 +108,6 @@ func NewIPAM(opts IPAMOptions) *IPAM {
 }
 
 // Trigger asks the leader for a pass; followers ignore it. It never blocks.
-// The pass is paced (reconcile.Loop.TriggerPaced): each one reads every
-// Service, so while thousands arrive the leader spends at most a quarter
-// of its time on them, and a pass takes every Service that came meanwhile.
 func (c *IPAM) Trigger(kind Kind) {
 	switch kind {
 	case KindEndpointSlice, KindNode, KindSecret, KindBGPPeer, KindConfiguration:
@@ -120,7 +117,7 @@ func (c *IPAM) Trigger(kind Kind) {
 	l := c.loop
 	c.mu.Unlock()
 	if l != nil {
-		l.TriggerPaced(string(kind))
+		l.Trigger(string(kind))
 	}
 }
 
