@@ -133,7 +133,18 @@ func (c *IPAM) Leader() bool {
 // leader need not wait for it to expire.
 func (c *IPAM) Run(ctx context.Context) error {
 	if c.bcast != nil {
-		c.bcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.opts.Client.CoreV1().Events("")})
+		sink := newEventSink(&typedcorev1.EventSinkImpl{Interface: c.opts.Client.CoreV1().Events("")}, c.log, eventQueue)
+		sctx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
+		sinkDone := make(chan struct{})
+		go func() {
+			defer close(sinkDone)
+			sink.run(sctx, eventWriters)
+		}()
+		defer func() {
+			stopSink()
+			<-sinkDone
+		}()
+		c.bcast.StartRecordingToSink(sink)
 		defer c.bcast.Shutdown()
 	}
 	leaseCtx, stopLease := context.WithCancel(context.Background())
