@@ -116,9 +116,9 @@ func TestEventSinkRetriesTransientAndGivesUpOnRefusal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.run(ctx, 1)
-	s.Create(testEvent("retried")) // fails twice, then written
-	s.Create(testEvent("refused")) // refused by the server: given up, not retried
-	s.Create(testEvent("next"))
+	_, _ = s.Create(testEvent("retried")) // fails twice, then written
+	_, _ = s.Create(testEvent("refused")) // refused by the server: given up, not retried
+	_, _ = s.Create(testEvent("next"))
 	waitUntil(t, "two Events written", func() bool { c, _, _ := inner.snapshot(); return len(c) == 2 })
 	if c, _, _ := inner.snapshot(); c[0] != "retried" || c[1] != "next" {
 		t.Errorf("written %v, want [retried next]", c)
@@ -131,14 +131,14 @@ func TestEventSinkPatchOfAGoneEventCreatesIt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.run(ctx, 1)
-	s.Patch(testEvent("again"), []byte(`{"count":2}`))
+	_, _ = s.Patch(testEvent("again"), []byte(`{"count":2}`))
 	waitUntil(t, "the Event created", func() bool { c, _, _ := inner.snapshot(); return len(c) == 1 })
 }
 
 func TestEventSinkCountsWhatItDrops(t *testing.T) {
 	s := newEventSink(&fakeEventSink{}, slog.New(slog.DiscardHandler), 2) // no writers: the queue fills
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
-		s.Create(testEvent(n))
+		_, _ = s.Create(testEvent(n))
 	}
 	// The first drop is logged (and resets the count); the next two wait
 	// for the next log line.
