@@ -42,7 +42,7 @@ var (
 	flagServices = flag.Int("kubelabbench.services", 10000, "IPv6 Services held after the growth")
 	flagV4       = flag.Int("kubelabbench.v4", 200, "IPv4 Services created at once before, answered by ARP, then deleted (0: none; at most 200)")
 	flagIdle     = flag.Duration("kubelabbench.idle", time.Minute, "each quiet window")
-	flagBudget   = flag.Duration("kubelabbench.budget", 12*time.Minute, "from the start, when the growth must be answered; its creates stop 45 s before")
+	flagBudget   = flag.Duration("kubelabbench.budget", 15*time.Minute, "from the start, when the growth must be answered; its creates stop 45 s before")
 	flagOut      = flag.String("kubelabbench.out", "", "keep the lab's `directory` (audit log, hostlbd and control-plane logs); must be empty")
 	flagKCMQPS   = flag.Int("kubelabbench.kcm-qps", 200, "kube-controller-manager's --kube-api-qps (its burst twice that; 20 is its default)")
 	flagHeap     = flag.String("kubelabbench.heapprofile", "", "at the end, run hostlbd's informers (kube.Source) in this process and write a heap profile of them to this `file`")
