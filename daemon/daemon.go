@@ -385,8 +385,13 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 		}
 		if !settledPass {
 			// Not in the ring yet: announce nothing, and this is not the
-			// first full pass (READY=1 waits for it).
-			return d.apply(ctx, cfg, next, len(failing), false)
+			// first full pass (READY=1 waits for it) — unless the ring
+			// refuses this node: then announcing nothing is the state
+			// to be in, and `systemctl status` says why.
+			d.mu.Lock()
+			refused := d.ring.refused != ""
+			d.mu.Unlock()
+			return d.apply(ctx, cfg, next, len(failing), refused)
 		}
 	}
 	err := d.apply(ctx, cfg, next, len(failing), true)

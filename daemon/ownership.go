@@ -30,7 +30,9 @@ type ringState struct {
 	labels    map[string]string
 	join      []string
 	unhealthy []string
-	metaErr   string // the last metadata error logged
+	metaErr   string    // the last metadata error logged
+	refused   string    // why the ring refuses this node ("" = it does not)
+	refusedAt time.Time // when that was last logged
 
 	holding  map[netip.Addr]time.Time // lost IPs kept until their next owner answers
 	episodes map[netip.Addr]*episode  // disagreements seen, by address
@@ -67,6 +69,18 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, groups 
 	d.publishMeta(cfg, unhealthy)
 
 	view := newClusterView(cfg.Node.Name, ring.Members())
+	why := ring.Refused()
+	d.noteRefused(cfg, why, rs.settled, now)
+	if why != "" {
+		// A refusal ends without an event of its own: look again.
+		d.wakeAt(now.Add(refusedRecheck), "refused: look again")
+	}
+	if !rs.settled && why != "" {
+		// Seeds that answer but refuse this node are not an empty
+		// network: taking every IP alone would make two nodes answer
+		// them. Nothing is announced, however long it lasts.
+		return reconcile.Desired{}, nil, false, nil
+	}
 	if !rs.settled {
 		seeds := len(d.seeds(cfg))
 		if d.opts.Kube != nil && !isClosed(d.opts.Kube.Synced()) {
@@ -114,6 +128,39 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, groups 
 			"addrs", fmt.Sprint(expired), "waited", d.opts.HandoverTimeout, "draining", draining)
 	}
 	return next, ps, true, nil
+}
+
+// Refusals are re-read this often, and logged again this often while they
+// last.
+const (
+	refusedRecheck = time.Second
+	refusedLogEach = 30 * time.Second
+)
+
+// noteRefused logs a refusal by the ring when it starts, every 30 s while
+// it lasts, and when it ends. A node not settled yet announces nothing
+// while refused; one that is settled (it joined first: the refusal is
+// another node claiming its name) keeps serving and says so.
+func (d *Daemon) noteRefused(cfg *config.Config, why string, settled bool, now time.Time) {
+	d.mu.Lock()
+	rs := &d.ring
+	was := rs.refused
+	logIt := why != "" && (why != was || now.Sub(rs.refusedAt) >= refusedLogEach)
+	rs.refused = why
+	if logIt {
+		rs.refusedAt = now
+	}
+	d.mu.Unlock()
+	switch {
+	case logIt && !settled:
+		d.log.Error("the gossip ring refuses this node: announcing nothing until it is let in", "node", cfg.Node.Name,
+			"why", why, "fix", "give every node the same [gossip] key file and cluster, and each node its own [node] name")
+	case logIt:
+		d.log.Warn("the gossip ring reports a problem with this node; it keeps serving, as it joined first",
+			"node", cfg.Node.Name, "why", why)
+	case why == "" && was != "":
+		d.log.Info("the gossip ring no longer refuses this node", "node", cfg.Node.Name)
+	}
 }
 
 // seeds are the gossip seeds: [gossip] join, and in Kubernetes mode the
@@ -295,6 +342,9 @@ func (d *Daemon) clusterSummary() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	c := d.ring.counts
+	if why := d.ring.refused; why != "" && !d.ring.settled {
+		return "; REFUSED by the gossip ring, announcing nothing: " + why
+	}
 	return fmt.Sprintf("; cluster: %d of %d nodes alive, %d conflicts, %d unannounced",
 		c.alive, c.nodes, c.conflicts, c.unannounced)
 }

@@ -37,6 +37,10 @@ type Ring interface {
 	SetUnhealthy(vips []string) error
 	// SetJoin replaces the seeds used by later (re-)joins.
 	SetJoin(seeds []string)
+	// Refused says why the ring refuses this node ("" when it does not):
+	// its seeds answer but cannot read it (another key or cluster), or
+	// another member has its name.
+	Refused() string
 }
 
 var _ Ring = (*gossip.Ring)(nil)

@@ -159,8 +159,9 @@ type simAnnouncer struct {
 	node   string
 	ledger *ledger
 
-	mu      sync.Mutex // guards owned and crashed
+	mu      sync.Mutex // guards owned, most and crashed
 	owned   []netip.Addr
+	most    int // the most addresses it ever answered for at once
 	crashed bool
 }
 
@@ -175,6 +176,7 @@ func (a *simAnnouncer) Sync(_ context.Context, _ netif.State, _ netif.L2Config, 
 		return nil
 	}
 	a.owned = addrs
+	a.most = max(a.most, len(addrs))
 	a.ledger.set(a.node, addrs) // under a.mu: the ledger sees Syncs in order
 	return nil
 }
@@ -343,9 +345,15 @@ func (s *sim) index(name string) int { return slices.Index(s.names, name) + 1 }
 
 // start runs the daemon called name (again, after a stop or crash).
 func (s *sim) start(name string) *simNode {
+	s.t.Helper()
+	return s.startAs(name, s.index(name), name)
+}
+
+// startAs runs a daemon called name at the i-th address, known to the
+// ledger and to s.running as label.
+func (s *sim) startAs(name string, i int, label string) *simNode {
 	t := s.t
 	t.Helper()
-	i := s.index(name)
 	cfg := config.Default()
 	cfg.Node.Name = name
 	cfg.Node.Labels = map[string]string{"rack": fmt.Sprintf("r%d", i%2)}
@@ -369,7 +377,7 @@ func (s *sim) start(name string) *simNode {
 	}
 	log := s.log.With("test_node", name)
 	nd := &simNode{name: name, addr: simAddr(i), done: make(chan error, 1),
-		ann: &simAnnouncer{node: name, ledger: s.ledger}}
+		ann: &simAnnouncer{node: label, ledger: s.ledger}}
 	var d *Daemon
 	rc := RingConfig(cfg, log.With("component", "gossip"), func(u bool) { d.GossipChanged(u) })
 	rc.Transport = tr
@@ -395,7 +403,7 @@ func (s *sim) start(name string) *simNode {
 	nd.cancel = cancel
 	go func() { nd.done <- d.Run(ctx) }()
 	s.mu.Lock()
-	s.running[name] = nd
+	s.running[label] = nd
 	s.mu.Unlock()
 	return nd
 }

@@ -192,6 +192,7 @@ func (r *Ring) memberlistConfig() (*memberlist.Config, *logWriter, error) {
 	c.Delegate = (*delegate)(r)
 	c.Events = (*events)(r)
 	c.Ping = (*pinger)(r)
+	c.Conflict = (*conflicts)(r)
 	var w *logWriter
 	c.Logger, w = newStdLogger(r.log)
 	c.LogOutput = nil

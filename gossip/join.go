@@ -35,7 +35,9 @@ func (r *Ring) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 		}
 		if now := time.Now(); !now.Before(nextJoin) {
 			targets := r.rejoinTargets(ml, now)
-			joined := joinAll(ml, targets, r.log.Debug)
+			aloneBefore := r.numAlive.Load() <= 1
+			joined, failed := joinAll(ml, targets, r.log.Debug)
+			r.noteJoins(aloneBefore && len(targets) > 0, joined, failed)
 			alone := r.numAlive.Load() <= 1
 			switch {
 			case alone && len(targets) > 0:
@@ -55,7 +57,7 @@ func (r *Ring) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 			}
 			wasAlone = alone
 		}
-		joinAll(ml, r.staleTargets(time.Now()), r.log.Debug)
+		_, _ = joinAll(ml, r.staleTargets(time.Now()), r.log.Debug)
 		timer.Reset(max(0, min(time.Until(nextJoin), r.timing.staleRepair)))
 	}
 }
@@ -136,20 +138,24 @@ func (r *Ring) staleTargets(now time.Time) []string {
 }
 
 // joinAll joins each target on its own goroutine (a dead address costs a
-// TCP timeout) and returns those that answered.
-func joinAll(ml *memberlist.Memberlist, targets []string, debug func(string, ...any)) []string {
+// TCP timeout) and returns those that answered, and why the others did not.
+func joinAll(ml *memberlist.Memberlist, targets []string, debug func(string, ...any)) ([]string, map[string]error) {
 	if len(targets) == 0 {
-		return nil
+		return nil, nil
 	}
 	var (
-		wg sync.WaitGroup
-		mu sync.Mutex // guards ok
-		ok []string
+		wg     sync.WaitGroup
+		mu     sync.Mutex // guards ok and failed
+		ok     []string
+		failed = map[string]error{}
 	)
 	for _, t := range targets {
 		wg.Go(func() {
 			if _, err := ml.Join([]string{t}); err != nil {
 				debug("gossip join failed", "peer", t, "err", err)
+				mu.Lock()
+				failed[t] = err
+				mu.Unlock()
 				return
 			}
 			mu.Lock()
@@ -159,7 +165,7 @@ func joinAll(ml *memberlist.Memberlist, targets []string, debug func(string, ...
 	}
 	wg.Wait()
 	slices.Sort(ok)
-	return ok
+	return ok, failed
 }
 
 // jitter spreads d by ±20% so that nodes do not retry in lockstep.

@@ -130,6 +130,9 @@ type Ring struct {
 	metaGen   uint64 // the Gen encoded in metaBytes (what peers can learn)
 	members   map[string]*entry
 	pending   []Event
+
+	// refusal is why the ring refuses this node, if it does (refuse.go).
+	refusal refusalState
 }
 
 // entry is what this node knows about another node.
