@@ -72,29 +72,22 @@ func New(log *slog.Logger, fn Func) *Loop {
 
 // Trigger marks the state dirty. It never blocks and is safe from any
 // goroutine; reason is logged at debug level with the pass it caused.
-func (l *Loop) Trigger(reason string) {
-	l.mu.Lock()
-	if len(l.reasons) < 16 {
-		l.reasons = append(l.reasons, reason)
-	}
-	l.mu.Unlock()
-	select {
-	case l.dirty <- struct{}{}:
-	default: // a pass is already pending; it will see this change too
-	}
-}
+func (l *Loop) Trigger(reason string) { l.mark(l.dirty, reason) }
 
 // TriggerPaced marks the state dirty with a change that may wait for the
 // pace (see Loop). It never blocks and is safe from any goroutine.
-func (l *Loop) TriggerPaced(reason string) {
+func (l *Loop) TriggerPaced(reason string) { l.mark(l.paced, reason) }
+
+// mark records why a pass is wanted and marks it pending on ch.
+func (l *Loop) mark(ch chan struct{}, reason string) {
 	l.mu.Lock()
 	if len(l.reasons) < 16 {
 		l.reasons = append(l.reasons, reason)
 	}
 	l.mu.Unlock()
 	select {
-	case l.paced <- struct{}{}:
-	default:
+	case ch <- struct{}{}:
+	default: // a pass is already pending; it will see this change too
 	}
 }
 
