@@ -9,8 +9,11 @@
 // BenchmarkKubeL2 (run once, -benchtime 1x) builds the lab with
 // kubelab.New: etcd, kube-apiserver (audit log on) and
 // kube-controller-manager running only the EndpointSlice controller, at
-// their defaults (so that controller writes at client QPS 20, burst 30),
-// and three hostlbd nodes in Kubernetes mode at log level info. Then:
+// their defaults except the controller manager's client rate
+// (-kubelabbench.kcm-qps, default 200 requests/s and a burst of twice
+// that: at its own default of 20 the controller, not hostlbd, decides
+// when a burst of Services gets answered), and three hostlbd nodes in
+// Kubernetes mode at log level info. Then:
 //
 //  1. three Pods labelled app=bench, one per node, made Ready: every
 //     Service selects them, so each has three ready endpoints, and each
