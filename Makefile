@@ -48,11 +48,27 @@ build: ## Build hostlbd and hostlbctl (static) into ./bin.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: deps test-unit test-root ## Run every test: unit, simulation and root tests.
+test: deps test-unit fuzz-short test-root ## Run every test: unit, simulation, a short fuzz run and root tests.
 
 .PHONY: test-unit
 test-unit: ## Unit and simulation tests (race detector), everything outside tests/.
 	$(GO) test -race -count=1 $(TESTFLAGS) $$($(GO) list ./... | grep -v '^$(MODULE)/tests/')
+
+# Fuzz targets run by fuzz-short, each for FUZZTIME (their seed corpora run
+# in test-unit anyway): the decoders of gossip input and the merge of
+# announced sets.
+FUZZ_PKGS ?= ./gossip/
+FUZZTIME ?= 5s
+
+.PHONY: fuzz-short
+fuzz-short: ## Run every fuzz target of FUZZ_PKGS for FUZZTIME (5s) each.
+	@for pkg in $(FUZZ_PKGS); do \
+		targets="$$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz')"; \
+		for target in $$targets; do \
+			echo "fuzz-short: $$pkg $$target for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $(TESTFLAGS) $$pkg; \
+		done; \
+	done
 
 .PHONY: test-root
 test-root: $(NFPM) kube-bins ## Tests under tests/ (systemd-nspawn, packages, lab); skip unless root.

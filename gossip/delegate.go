@@ -1,12 +1,74 @@
 package gossip
 
 import (
+	"log/slog"
+	"math"
 	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 )
+
+// Bounds on the generations taken from the ring (doc.go, "Untrusted input").
+const (
+	// genAhead is how far beyond the generations in a member's own meta,
+	// as memberlist delivered it, its set or digest may be: ~1 million
+	// changes, while a chunk and the meta update sent with it race; far
+	// less than a restart moves Gen (1 ms of wall clock).
+	genAhead = 1 << 20
+	// maxClockSkew is how far ahead of this node's clock a generation may
+	// be where no meta anchors it: a member memberlist has not reported
+	// yet, and this node's own generations as peers report them.
+	maxClockSkew = 24 * time.Hour
+	// maxUnknownMembers bounds the members memberlist has not reported
+	// whose sets this node keeps (sets can arrive before the join event).
+	maxUnknownMembers = 64
+)
+
+// clockLimit is the highest generation that a node can have reached
+// without its clock running more than maxClockSkew ahead of this one's:
+// far below math.MaxUint64 (year 2554), so that Gen+1 never wraps.
+func clockLimit(now time.Time) uint64 {
+	return uint64(now.Add(maxClockSkew).UnixNano())
+}
+
+// setLimitLocked returns the highest generation of e's set or digest this
+// node takes: genAhead beyond what its meta says once memberlist has
+// reported it, else clockLimit.
+func setLimitLocked(e *entry, now time.Time) uint64 {
+	if e == nil || !e.known {
+		return clockLimit(now)
+	}
+	anchor := max(e.meta.Gen, e.meta.AnnounceGen)
+	if anchor > math.MaxUint64-genAhead {
+		return math.MaxUint64
+	}
+	return anchor + genAhead
+}
+
+// setEntryLocked returns node's entry if a set of generation gen from it
+// is within setLimitLocked, creating the entry of an unknown member while
+// fewer than maxUnknownMembers exist; else nil and the kind of rejection.
+func (r *Ring) setEntryLocked(node string, gen uint64, now time.Time) (*entry, string) {
+	e := r.members[node]
+	if gen > setLimitLocked(e, now) {
+		return nil, InputGeneration
+	}
+	if e == nil {
+		unknown := 0
+		for _, o := range r.members {
+			if !o.known {
+				unknown++
+			}
+		}
+		if unknown >= maxUnknownMembers {
+			return nil, InputUnknownMember
+		}
+		e = r.entryLocked(node)
+	}
+	return e, ""
+}
 
 // delegate is the Ring as memberlist's Delegate. memberlist calls it from
 // its own goroutines, some with its node lock held: it must not call back
@@ -31,12 +93,12 @@ func (d *delegate) NodeMeta(limit int) []byte {
 func (d *delegate) NotifyMsg(b []byte) {
 	r := (*Ring)(d)
 	if len(b) < 2 || b[0] != formatV1 || b[1] != kindChunk {
-		r.log.Debug("gossip message of unknown format dropped", "node", r.cfg.NodeName, "len", len(b))
+		r.drops.note(r.log, slog.LevelDebug, InputChunk, "gossip message of unknown format dropped", "node", r.cfg.NodeName, "len", len(b))
 		return
 	}
 	c, err := decodeChunk(b[2:])
 	if err != nil {
-		r.log.Warn("gossip message dropped", "node", r.cfg.NodeName, "err", err)
+		r.drops.note(r.log, slog.LevelWarn, InputChunk, "gossip message dropped", "node", r.cfg.NodeName, "err", err)
 		return
 	}
 	r.receiveChunk(c, b)
@@ -67,7 +129,7 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool) {
 	r := (*Ring)(d)
 	sets, err := decodeState(buf)
 	if err != nil {
-		r.log.Warn("gossip push-pull state dropped", "node", r.cfg.NodeName, "err", err)
+		r.drops.note(r.log, slog.LevelWarn, InputState, "gossip push-pull state dropped", "node", r.cfg.NodeName, "err", err)
 		return
 	}
 	r.mergeSets(sets)
@@ -83,7 +145,12 @@ func (r *Ring) receiveChunk(c chunk, raw []byte) {
 		return
 	}
 	r.mu.Lock()
-	e := r.entryLocked(c.node)
+	e, why := r.setEntryLocked(c.node, c.gen, time.Now())
+	if e == nil {
+		r.mu.Unlock()
+		r.drops.note(r.log, slog.LevelWarn, why, "gossip chunk dropped", "node", r.cfg.NodeName, "peer", c.node, "gen", c.gen)
+		return
+	}
 	if c.gen <= e.set.gen || (e.pend != nil && c.gen < e.pend.gen) {
 		r.mu.Unlock()
 		return
@@ -117,12 +184,18 @@ func (r *Ring) mergeSets(sets map[string]announcedSet) {
 		r.seenOwnGen(own.gen)
 	}
 	changed := false
+	rejected := make(map[string]int)
+	now := time.Now()
 	r.mu.Lock()
 	for node, s := range sets {
 		if node == r.cfg.NodeName {
 			continue
 		}
-		e := r.entryLocked(node)
+		e, why := r.setEntryLocked(node, s.gen, now)
+		if e == nil {
+			rejected[why]++
+			continue
+		}
 		if s.gen <= e.set.gen {
 			continue
 		}
@@ -134,6 +207,9 @@ func (r *Ring) mergeSets(sets map[string]announcedSet) {
 		changed = true
 	}
 	r.mu.Unlock()
+	for why, n := range rejected {
+		r.drops.note(r.log, slog.LevelWarn, why, "gossip push-pull sets dropped", "node", r.cfg.NodeName, "sets", n)
+	}
 	if changed {
 		r.wake()
 	}
@@ -149,11 +225,18 @@ func (r *Ring) announcedLocked(node string, e *entry) {
 
 // seenOwnGen handles peers that remember a generation of this node at least
 // as new as the current one: the node restarted and its clock went back.
-// Jump past it so that peers accept what this node says now.
+// Jump past it so that peers accept what this node says now. A generation
+// beyond clockLimit is corrupt or forged, never this node's: following it
+// could wrap Gen to 0 and freeze this node's set everywhere.
 func (r *Ring) seenOwnGen(gen uint64) {
 	r.mu.Lock()
 	if gen <= r.local.AnnounceGen {
 		r.mu.Unlock()
+		return
+	}
+	if gen > clockLimit(time.Now()) {
+		r.mu.Unlock()
+		r.drops.note(r.log, slog.LevelWarn, InputGeneration, "gossip peers report a generation of this node beyond its clock; ignored", "node", r.cfg.NodeName, "gen", gen)
 		return
 	}
 	r.local.Gen = max(r.local.Gen, gen) + 1
@@ -174,18 +257,53 @@ type events Ring
 var _ memberlist.EventDelegate = (*events)(nil)
 
 func (ev *events) NotifyJoin(n *memberlist.Node) {
-	(*Ring)(ev).observe(n, StateAlive, EventJoin)
+	(*Ring)(ev).observeScreened(n, StateAlive, EventJoin)
 }
 
 func (ev *events) NotifyUpdate(n *memberlist.Node) {
-	(*Ring)(ev).observe(n, StateAlive, EventUpdate)
+	(*Ring)(ev).observeScreened(n, StateAlive, EventUpdate)
 }
 
 // NotifyLeave is called for both a failure and a graceful leave; n.State
 // does not tell them apart (memberlist v0.7.0 never sets Node.State), so
 // observe looks at the node's Leaving flag.
 func (ev *events) NotifyLeave(n *memberlist.Node) {
-	(*Ring)(ev).observe(n, StateDead, EventDead)
+	(*Ring)(ev).observeScreened(n, StateDead, EventDead)
+}
+
+// observeScreened is observe behind two guards on what memberlist delivers:
+//   - metadata that is oversized or does not decode is not taken: the
+//     member keeps the last metadata this node could read (none for a new
+//     member), and the rejection is logged once per member and interval;
+//   - a set or pending chunks beyond the member's new bound are dropped:
+//     they were taken before its meta anchored them (an unknown member), or
+//     the member restarted with its clock set back. Its next set, or a
+//     pull (it now lags its meta), replaces them.
+func (r *Ring) observeScreened(n *memberlist.Node, state State, kind EventKind) {
+	if _, err := decodeMeta(n.Meta); err != nil && len(n.Meta) > 0 {
+		r.drops.noteKey(r.log, slog.LevelWarn, InputMeta, InputMeta+" "+n.Name, "gossip member metadata rejected; keeping the last readable",
+			"node", r.cfg.NodeName, "peer", n.Name, "len", len(n.Meta), "err", err)
+		good := *n
+		good.Meta = nil
+		r.mu.Lock()
+		if e := r.members[n.Name]; e != nil && e.known {
+			good.Meta, _ = encodeMeta(e.meta)
+		}
+		r.mu.Unlock()
+		n = &good
+	}
+	r.observe(n, state, kind)
+	r.mu.Lock()
+	if e := r.members[n.Name]; e != nil {
+		limit := setLimitLocked(e, time.Now())
+		if e.set.gen > limit {
+			e.set = announcedSet{}
+		}
+		if e.pend != nil && e.pend.gen > limit {
+			e.pend = nil
+		}
+	}
+	r.mu.Unlock()
 }
 
 // pinger is the Ring as memberlist's PingDelegate: every probe ack carries
@@ -223,12 +341,22 @@ func (p *pinger) NotifyPingComplete(other *memberlist.Node, _ time.Duration, pay
 	}
 	d, err := decodeDigest(payload)
 	if err != nil {
-		r.log.Debug("gossip probe digest dropped", "node", r.cfg.NodeName, "peer", other.Name, "err", err)
+		r.drops.note(r.log, slog.LevelDebug, InputDigest, "gossip probe digest dropped", "node", r.cfg.NodeName, "peer", other.Name, "err", err)
 		return
 	}
+	var beyond uint64
 	r.mu.Lock()
 	if e := r.members[other.Name]; e != nil && other.Name != r.cfg.NodeName {
-		e.heard = d
+		// A digest beyond the member's bound would have it pulled every
+		// staleRepair for nothing.
+		if limit := setLimitLocked(e, time.Now()); max(d.gen, d.announceGen) > limit {
+			beyond = max(d.gen, d.announceGen)
+		} else {
+			e.heard = d
+		}
 	}
 	r.mu.Unlock()
+	if beyond != 0 {
+		r.drops.note(r.log, slog.LevelDebug, InputGeneration, "gossip probe digest beyond the member's generations dropped", "node", r.cfg.NodeName, "peer", other.Name, "gen", beyond)
+	}
 }

@@ -50,8 +50,51 @@
 // Gen starts at the node's wall clock in nanoseconds and grows by one with
 // every local change, so a restarted node's generations stay above those its
 // peers remember; if a peer still reports a newer one (a clock set back),
-// the node jumps past it. Member.AnnouncedGen == Member.Meta.AnnounceGen
-// means the receiver holds exactly the set the node currently advertises.
+// the node jumps past it (within the bounds below). Member.AnnouncedGen ==
+// Member.Meta.AnnounceGen means the receiver holds exactly the set the node
+// currently advertises.
+//
+// # Untrusted input
+//
+// Everything decoded from the ring may be corrupt, or forged by a peer that
+// holds the key. The rules (meta.go, delegate.go, log.go):
+//
+//   - Decoders never allocate from a count the message cannot hold: a
+//     count of n items needs n × their minimum size in the bytes left (an
+//     address 5 bytes, a set 4, a label 2), and counts are capped (200
+//     addresses a chunk, 16,384 sets a state). A 1 MiB state costs at most
+//     a few MiB; fuzz targets check every decoder (fuzz_test.go).
+//   - Node meta over memberlist's 512 bytes is rejected unread, like meta
+//     that does not decode: the member keeps the last meta this node read.
+//   - A member's set moves only forward, and only as far as the member's
+//     own meta vouches: a chunk, state or probe digest whose generation is
+//     more than genAhead (2^20, ~1 ms of wall clock) beyond the Gen and
+//     AnnounceGen of the member's meta, as memberlist delivered it, is
+//     dropped. memberlist orders meta by incarnation and the node refutes
+//     meta forged about itself, so the bound follows the real node. A
+//     forged chunk with generation MaxUint64 can therefore no longer freeze
+//     a member's set. A forged set within the bound is taken, relayed and
+//     so reaches its owner, which jumps past it; its next set replaces it.
+//   - A member that memberlist has not reported yet has no meta: its sets
+//     are bounded by this node's clock plus maxClockSkew (24 h), and at most
+//     64 such members are kept. When its meta arrives, a set or pending
+//     chunks beyond its bound are dropped.
+//   - A restarted node's Gen is its new wall clock, far beyond its old meta:
+//     its sets are taken once its new meta arrives (before that a pull, or
+//     its next broadcast, repairs them). One restarted with its clock set
+//     back has meta below the set peers hold; that set is then beyond the
+//     bound and dropped, and the node's new sets are taken.
+//   - A node follows a peer's report of its own generation only up to its
+//     clock plus maxClockSkew: Gen+1 never wraps (MaxUint64 ns is the year
+//     2554).
+//   - Repeated errors about bad input do not flood the journal: memberlist's
+//     warnings and errors about undecryptable, malformed or unknown
+//     messages, and the Ring's own about rejected chunks, states, digests
+//     and meta, are logged the first time, then at most once per 10 s per
+//     kind with the count since the last line (the peer's address is not
+//     part of the kind). Ring.InputErrors counts every one by kind. Lines
+//     about suspect, dead or refuting members are never aggregated: they
+//     explain a failover, and journald's rate limit would drop them first.
 //
 // # Failure, leave, partition
 //

@@ -34,6 +34,22 @@ const chunkBudget = 1000
 // ~190 IPv4 addresses is ~780,000 addresses.
 const maxChunks = 4096
 
+// Smallest encodings, which bound every count a decoder reads: a count of n
+// items needs at least n times the item's minimum size in the bytes left,
+// so that a decoder never allocates more than the message's size warrants.
+const (
+	minAddrSize  = 1 + 4     // length byte and an IPv4 address
+	minLabelSize = 1 + 1     // two empty strings
+	minSetSize   = 2 + 1 + 1 // a one-byte node name, a generation, a count
+)
+
+// maxChunkAddrs is the most addresses a chunk can carry within chunkBudget.
+const maxChunkAddrs = chunkBudget / minAddrSize
+
+// maxStateSets bounds the sets in one push-pull state: far more nodes than
+// a ring of Kubernetes nodes (5,000 at most) holds.
+const maxStateSets = 1 << 14
+
 // Health is what a node says about its own fitness to announce IPs.
 type Health uint8
 
@@ -120,7 +136,13 @@ func encodeMeta(m Meta) ([]byte, error) {
 	return b, nil
 }
 
+// decodeMeta decodes node metadata. It rejects more than memberlist's
+// MetaMaxSize without decoding it: no node sends more (memberlist refuses),
+// so a longer one is corrupt or forged.
 func decodeMeta(b []byte) (Meta, error) {
+	if len(b) > memberlist.MetaMaxSize {
+		return Meta{}, fmt.Errorf("node metadata is %d bytes, memberlist allows %d: %w", len(b), memberlist.MetaMaxSize, errMetaTooLarge)
+	}
 	var m Meta
 	d := decoder{b: b}
 	if f := d.byte(); d.err == nil && f != formatV1 {
@@ -132,7 +154,7 @@ func decodeMeta(b []byte) (Meta, error) {
 	m.AnnounceGen = d.uvarint()
 	m.AnnounceCount = d.count(1 << 30)
 	m.Version = d.string()
-	n := d.count(len(b))
+	n := d.items(minLabelSize, memberlist.MetaMaxSize)
 	if n > 0 {
 		m.Labels = make(map[string]string, n)
 	}
@@ -142,7 +164,7 @@ func decodeMeta(b []byte) (Meta, error) {
 	}
 	// Unhealthy came later within format 1: absent from older nodes' meta.
 	if d.err == nil && len(d.b) > 0 {
-		if n := d.count(len(b)); n > 0 {
+		if n := d.items(1, memberlist.MetaMaxSize); n > 0 {
 			m.Unhealthy = make([]string, 0, n)
 			for range n {
 				m.Unhealthy = append(m.Unhealthy, d.string())
@@ -208,7 +230,7 @@ func decodeChunk(b []byte) (chunk, error) {
 	c := chunk{node: d.string(), gen: d.uvarint()}
 	c.idx = d.count(maxChunks)
 	c.total = d.count(maxChunks)
-	n := d.count(len(b))
+	n := d.items(minAddrSize, maxChunkAddrs)
 	c.addrs = make([]netip.Addr, 0, n)
 	for range n {
 		c.addrs = append(c.addrs, d.addr())
@@ -252,12 +274,16 @@ func decodeState(b []byte) (map[string]announcedSet, error) {
 	if f, k := d.byte(), d.byte(); d.err == nil && (f != formatV1 || k != kindState) {
 		return nil, fmt.Errorf("decode gossip state: format %d kind %d: this node reads format %d kind %d", f, k, formatV1, kindState)
 	}
-	n := d.count(len(b))
-	sets := make(map[string]announcedSet, n)
+	n := d.items(minSetSize, maxStateSets)
+	// The hint is capped: a map's buckets cost more than the entries' bytes.
+	sets := make(map[string]announcedSet, min(n, 64))
 	for range n {
 		node := d.string()
+		if d.err == nil && node == "" {
+			d.err = errors.New("set of a node with no name")
+		}
 		s := announcedSet{gen: d.uvarint()}
-		c := d.count(len(b))
+		c := d.items(minAddrSize, maxChunks*maxChunkAddrs)
 		s.addrs = make([]netip.Addr, 0, c)
 		for range c {
 			s.addrs = append(s.addrs, d.addr())
@@ -331,7 +357,10 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-var errShort = errors.New("message too short")
+var (
+	errShort        = errors.New("message too short")
+	errMetaTooLarge = errors.New("metadata too large")
+)
 
 // decoder reads the encodings above; the first error sticks and later reads
 // return zero values.
@@ -372,6 +401,18 @@ func (d *decoder) count(limit int) int {
 	v := d.uvarint()
 	if d.err == nil && v > uint64(limit) {
 		d.err = fmt.Errorf("count %d exceeds %d", v, limit)
+		return 0
+	}
+	return int(v)
+}
+
+// items reads a count of items of at least minSize bytes each and checks
+// it against limit and against the bytes left, before anything is
+// allocated for them.
+func (d *decoder) items(minSize, limit int) int {
+	v := d.uvarint()
+	if d.err == nil && (v > uint64(limit) || v > uint64(len(d.b)/minSize)) {
+		d.err = fmt.Errorf("count %d exceeds %d or what %d bytes can hold", v, limit, len(d.b))
 		return 0
 	}
 	return int(v)

@@ -132,10 +132,23 @@ func TestNormalizeAddrs(t *testing.T) {
 func FuzzDecodeMeta(f *testing.F) {
 	b, _ := encodeMeta(Meta{Gen: 5, Version: "v", Labels: map[string]string{"a": "b"}})
 	f.Add(b)
+	f.Add(append(b, make([]byte, memberlist.MetaMaxSize)...))
+	f.Add([]byte{formatV1, 1, 0, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := decodeMeta(b)
+		var (
+			m   Meta
+			err error
+		)
+		checkAlloc(t, "decodeMeta", b, func() { m, err = decodeMeta(b) })
 		if err != nil {
 			return
+		}
+		// Oversized metadata is never decoded; counts fit the bytes.
+		if len(b) > memberlist.MetaMaxSize {
+			t.Fatalf("decoded %d bytes of metadata, over %d", len(b), memberlist.MetaMaxSize)
+		}
+		if len(m.Labels) > len(b)/minLabelSize || len(m.Unhealthy) > len(b) {
+			t.Fatalf("%d labels, %d unhealthy from %d bytes", len(m.Labels), len(m.Unhealthy), len(b))
 		}
 		// What decodes re-encodes to something that decodes the same
 		// (unless the labels were duplicated or it is over the limit).

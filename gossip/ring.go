@@ -119,6 +119,7 @@ type Ring struct {
 
 	metaDirty chan struct{} // cap 1: local metadata changed, call UpdateNode
 	notify    chan struct{} // cap 1: events are pending for OnEvent/OnChange
+	drops     dropLog       // aggregated logs and counts of bad input (log.go)
 
 	// mu guards everything below, and cfg.Join (SetJoin). Lock order:
 	// memberlist's locks, then mu (memberlist calls the delegates with its
@@ -243,6 +244,7 @@ func (r *Ring) Run(ctx context.Context) error {
 		return err
 	}
 	defer mlLog.Close()
+	mlLog.drops = &r.drops // before memberlist can log
 
 	// The notifier runs before memberlist so that it sees the self-join
 	// event, and after it, to flush the last events.
