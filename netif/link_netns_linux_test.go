@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/hostlb/hostlb/tests/netlab"
 )
 
 // Minimal network-namespace lab for this package's root tests. Namespaces
@@ -24,13 +26,9 @@ var nsSeq atomic.Int64
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("root test: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces; CI runs as root")
+		netlab.Missing(t, "root test: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces; CI runs as root")
 	}
-	for _, tool := range []string{"ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("root test: %s not installed", tool)
-		}
-	}
+	netlab.RequireTools(t, "Debian package iproute2", "ip")
 	removeStaleNamespaces(t)
 }
 

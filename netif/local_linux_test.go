@@ -11,6 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
+
+	"github.com/hostlb/hostlb/tests/netlab"
 )
 
 var (
@@ -94,11 +96,7 @@ func nodeAddrs(t *testing.T, h *netlink.Handle) (addrs []string, exists bool) {
 
 func TestLocalAddrsRoot(t *testing.T) {
 	requireRoot(t)
-	for _, tool := range []string{"ping", "arping", "ndisc6"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("root test: %s not installed (Debian: iputils-ping, arping, ndisc6)", tool)
-		}
-	}
+	netlab.RequireTools(t, "Debian: iputils-ping, arping, ndisc6", "ping", "arping", "ndisc6")
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	lab := newLocalLab(t)
 	h, err := netlink.NewHandleAt(lab.node.h)

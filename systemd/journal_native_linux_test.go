@@ -17,6 +17,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hostlb/hostlb/tests/netlab"
 )
 
 // journaldSocket is where go-systemd sends, fixed at build time.
@@ -35,14 +37,14 @@ func TestJournalHandlerNativeProtocol(t *testing.T) {
 		return
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs itself in a private mount namespace to bind a fake journald at " + journaldSocket)
+		netlab.Missing(t, "needs root: runs itself in a private mount namespace to bind a fake journald at %s", journaldSocket)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestJournalHandlerNativeProtocol$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), nativeChildEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS} // Go also makes / MS_PRIVATE
 	out, err := cmd.CombinedOutput()
 	if errors.Is(err, syscall.EPERM) {
-		t.Skipf("cannot create a mount namespace here (%v); CI runs this as real root", err)
+		netlab.Missing(t, "cannot create a mount namespace here (%v); CI runs this as real root", err)
 	}
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestJournalHandlerNativeProtocol") {
 		t.Fatalf("child in mount namespace: %v\n%s", err, out)

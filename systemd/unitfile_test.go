@@ -3,6 +3,7 @@ package systemd
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hostlb/hostlb/tests/netlab"
 )
 
 // The files this package ships; tests run in the package directory.
@@ -131,14 +134,21 @@ func standIn(t *testing.T, dir, name string) string {
 func TestUnitContract(t *testing.T) {
 	u := parseUnit(t, unitFile)
 	want := map[string]string{
-		"Unit.Wants":               "network-online.target",
-		"Unit.After":               "network-online.target",
-		"Service.Type":             "notify",
-		"Service.NotifyAccess":     "main",
-		"Service.ExecStartPre":     "/usr/bin/hostlbd --config /etc/hostlb/hostlb.toml --check-config",
-		"Service.ExecStart":        "/usr/bin/hostlbd --config /etc/hostlb/hostlb.toml",
-		"Service.ExecReload":       "/bin/kill -HUP $MAINPID",
-		"Service.Restart":          "on-failure",
+		"Unit.Wants":           "network-online.target",
+		"Unit.After":           "network-online.target",
+		"Service.Type":         "notify",
+		"Service.NotifyAccess": "main",
+		// "-": a failed check must not count as the start's failure, or
+		// Restart=on-failure would retry it (RestartPreventExitStatus=
+		// looks only at the main process, which exits 2 on the same file).
+		"Service.ExecStartPre": "-/usr/bin/hostlbd --config /etc/hostlb/hostlb.toml --check-config",
+		"Service.ExecStart":    "/usr/bin/hostlbd --config /etc/hostlb/hostlb.toml",
+		"Service.ExecReload":   "/bin/kill -HUP $MAINPID",
+		"Service.Restart":      "on-failure",
+		// hostlbd's exit status for a bad config (cmd/hostlbd): not retried.
+		"Service.RestartPreventExitStatus": "2",
+		// A panic would exit 2 as well; see TestPanicIsRestarted.
+		"Service.Environment":      "GOTRACEBACK=crash",
 		"Service.User":             "hostlb",
 		"Service.Group":            "hostlb",
 		"Service.RuntimeDirectory": "hostlb",
@@ -256,7 +266,7 @@ func TestSysusersTmpfiles(t *testing.T) {
 	}
 
 	if os.Geteuid() != 0 {
-		t.Skip("the tmpfiles half needs root to chown /run/hostlb; CI runs as root")
+		netlab.Missing(t, "the tmpfiles half needs root to chown /run/hostlb; CI runs as root")
 	}
 	if out, err := run(t, tmpfiles, "--root="+root, "--create", absPath(t, tmpfilesFile)); err != nil {
 		t.Fatalf("systemd-tmpfiles --create: %v\n%s", err, out)
@@ -268,5 +278,31 @@ func TestSysusersTmpfiles(t *testing.T) {
 	st := fi.Sys().(*syscall.Stat_t)
 	if !fi.IsDir() || fi.Mode().Perm() != 0o750 || int(st.Uid) != uid || int(st.Gid) != gid {
 		t.Errorf("/run/hostlb: %v uid %d gid %d, want a 0750 directory owned by hostlb (%d:%d)", fi.Mode(), st.Uid, st.Gid, uid, gid)
+	}
+}
+
+// TestPanicIsRestarted: a Go panic exits with status 2, which the unit's
+// RestartPreventExitStatus=2 reserves for a bad config; under the unit's
+// GOTRACEBACK=crash it dies of SIGABRT instead, which Restart=on-failure
+// restarts.
+func TestPanicIsRestarted(t *testing.T) {
+	env := parseUnit(t, unitFile)["Service.Environment"]
+	crash := func(extra ...string) *exec.ExitError {
+		t.Helper()
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(append(os.Environ(), panicEnv+"=1"), extra...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("stand-in did not fail: %v\n%s", err, out)
+		}
+		return ee
+	}
+	if ee := crash("GOTRACEBACK=single"); ee.ExitCode() != 2 {
+		t.Fatalf("a panic exits %v, want status 2 (the premise of GOTRACEBACK=crash)", ee)
+	}
+	ws, ok := crash(env...).Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGABRT {
+		t.Errorf("with the unit's Environment=%q a panic ends with %v, want SIGABRT (not exit 2, which is never restarted)", env, ws)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"testing"
@@ -30,11 +29,7 @@ func TestMain(m *testing.M) {
 func cluster(t *testing.T) (*failover.Cluster, *failover.Probers) {
 	t.Helper()
 	netlab.RequireRoot(t)
-	for _, tool := range []string{"arping", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("l2cluster needs %s: %v", tool, err)
-		}
-	}
+	netlab.RequireTools(t, "tests/scripts/install-deps.sh", "arping", "go")
 	logDir := t.TempDir()
 	c := failover.New(t, failover.Options{Kind: failover.HostLB, Hostlbd: hostlbd(t), LogDir: logDir, LogLevel: "debug"})
 	t.Cleanup(func() {

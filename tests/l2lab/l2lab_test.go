@@ -45,11 +45,7 @@ type lab struct {
 func newLab(t *testing.T) *lab {
 	t.Helper()
 	netlab.RequireRoot(t)
-	for _, tool := range []string{"arping", "ndisc6", "ping", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("l2lab needs %s: %v", tool, err)
-		}
-	}
+	netlab.RequireTools(t, "tests/scripts/install-deps.sh", "arping", "ndisc6", "ping", "go")
 	l := netlab.New(t)
 	br := l.Bridge("br0")
 	node, client := l.Namespace("node"), l.Namespace("client")

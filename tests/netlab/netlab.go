@@ -59,14 +59,43 @@ var allowed = []netip.Prefix{
 // labSeq makes names unique within one process.
 var labSeq atomic.Uint64
 
-// RequireRoot skips t unless the process is root and iproute2 is installed.
+// RequireRoot skips t unless the process is root and iproute2 is installed
+// (fails it when CI is set: see Missing).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("netlab: skipped, needs root to create network namespaces (CI runs as root; try `sudo go test`)")
+		Missing(t, "netlab: needs root to create network namespaces (CI runs as root; try `sudo go test`)")
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("netlab: skipped, needs iproute2 (`ip`)")
+	RequireTools(t, "Debian package iproute2", "ip")
+}
+
+// Missing ends t because something it needs is missing (root, a tool, a
+// server binary): outside CI it skips with the reason; with the
+// environment variable CI set it fails, because CI runs every root test
+// and a skip there would pass without testing anything (SPEC §9). Every
+// test that needs root or a tool ends through Missing.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s; CI is set, so this is a failure, not a skip", msg)
+		return
+	}
+	t.Skip("skipped: " + msg)
+}
+
+// RequireTools calls Missing unless every tool is on PATH; install says
+// where they come from ("apt-get install arping ndisc6").
+func RequireTools(t testing.TB, install string, tools ...string) {
+	t.Helper()
+	var missing []string
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		Missing(t, "needs %s, not installed (%s)", strings.Join(missing, ", "), install)
 	}
 }
 

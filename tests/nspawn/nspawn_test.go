@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hostlb/hostlb/tests/netlab"
 )
 
 func TestBootRunClose(t *testing.T) {
 	if err := Available(); err != nil {
-		t.Skipf("systemd-nspawn container tests: %v", err)
+		netlab.Missing(t, "systemd-nspawn container tests: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

@@ -11,16 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hostlb/hostlb/tests/netlab"
 	"github.com/hostlb/hostlb/tests/systemdtest"
 )
 
 func need(t *testing.T, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("package test needs %s (apt-get install dpkg-dev lintian rpm make)", tool)
-		}
-	}
+	netlab.RequireTools(t, "apt-get install dpkg-dev lintian rpm make", tools...)
 }
 
 func run(t *testing.T, name string, args ...string) string {

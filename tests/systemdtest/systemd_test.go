@@ -2,13 +2,13 @@ package systemdtest
 
 import (
 	"context"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hostlb/hostlb/tests/netlab"
 	"github.com/hostlb/hostlb/tests/nspawn"
 )
 
@@ -19,13 +19,9 @@ const unit = "hostlb.service"
 // each step the way an administrator would: systemctl and journalctl.
 func TestDebUnderSystemd(t *testing.T) {
 	if err := nspawn.Available(); err != nil {
-		t.Skipf("systemd-nspawn package test: %v", err)
+		netlab.Missing(t, "systemd-nspawn package test: %v", err)
 	}
-	for _, tool := range []string{"make", "dpkg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("systemd-nspawn package test: %s not installed", tool)
-		}
-	}
+	netlab.RequireTools(t, "apt-get install make dpkg", "make", "dpkg")
 	testStart := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -305,7 +301,7 @@ func TestDebUnderSystemd(t *testing.T) {
 // must not try to talk to systemd.
 func TestDebWithoutRunningSystemd(t *testing.T) {
 	if err := nspawn.Available(); err != nil {
-		t.Skipf("systemd-nspawn package test: %v", err)
+		netlab.Missing(t, "systemd-nspawn package test: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
