@@ -26,10 +26,28 @@ type Component interface {
 type ComponentFunc struct {
 	N string
 	F func(ctx context.Context) error
+	// Cleanup marks a component whose drain undoes changes to the host
+	// that outlive the process (the L2 output removes the hostlb0
+	// addresses it added): runComponents waits for it even after the
+	// drain timeout has abandoned the others.
+	Cleanup bool
 }
 
 // Name implements Component.
 func (c ComponentFunc) Name() string { return c.N }
+
+func (c ComponentFunc) cleanup() bool { return c.Cleanup }
+
+// cleanupTimeout bounds the wait for each Cleanup component once the drain
+// timeout has passed: DrainTimeout (10 s) plus the handover (3 s) plus this
+// stays inside the unit's TimeoutStopSec=30s. A variable for tests.
+var cleanupTimeout = 5 * time.Second
+
+// isCleanup reports whether c is a ComponentFunc with Cleanup set.
+func isCleanup(c Component) bool {
+	cl, ok := c.(interface{ cleanup() bool })
+	return ok && cl.cleanup()
+}
 
 // Run implements Component.
 func (c ComponentFunc) Run(ctx context.Context) error { return c.F(ctx) }
@@ -40,7 +58,10 @@ func (c ComponentFunc) Run(ctx context.Context) error { return c.F(ctx) }
 // gossip ring announces our leave before the responders go quiet, say).
 // Each component gets its own context, cancelled only at its turn. The whole
 // drain is bounded by drainTimeout; a component that overstays is logged and
-// abandoned so that the process still exits in time for systemd.
+// abandoned so that the process still exits in time for systemd. The ones
+// after it are still cancelled in order, and those marked Cleanup are still
+// waited for, up to cleanupTimeout each, whatever hangs before them: the
+// hostlb0 addresses must not outlive the daemon.
 // onDrain runs once when draining begins (for STOPPING=1).
 func runComponents(ctx context.Context, log *slog.Logger, comps []Component, drainTimeout time.Duration, onDrain func(cause error)) error {
 	type running struct {
@@ -94,6 +115,9 @@ func runComponents(ctx context.Context, log *slog.Logger, comps []Component, dra
 		r := runs[i]
 		r.cancel()
 		if abandoned {
+			if isCleanup(r.c) {
+				waitCleanup(log, r.c, r.done)
+			}
 			continue
 		}
 		start := time.Now()
@@ -101,9 +125,12 @@ func runComponents(ctx context.Context, log *slog.Logger, comps []Component, dra
 		case <-r.done:
 			log.Debug("component stopped", "component", r.c.Name(), "took", time.Since(start))
 		case <-deadline.C:
-			log.Error("drain timeout; abandoning remaining components",
+			log.Error("drain timeout; abandoning remaining components but cleanups",
 				"component", r.c.Name(), "timeout", drainTimeout)
 			abandoned = true
+			if isCleanup(r.c) {
+				waitCleanup(log, r.c, r.done)
+			}
 		}
 	}
 	if abandoned {
@@ -118,4 +145,17 @@ func runComponents(ctx context.Context, log *slog.Logger, comps []Component, dra
 		}
 	}
 	return cause
+}
+
+// waitCleanup waits up to cleanupTimeout for a Cleanup component that the
+// drain reached after its timeout.
+func waitCleanup(log *slog.Logger, c Component, done <-chan struct{}) {
+	t := time.NewTimer(cleanupTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		log.Info("cleanup finished after the drain timeout", "component", c.Name())
+	case <-t.C:
+		log.Error("cleanup did not finish; exiting anyway", "component", c.Name(), "timeout", cleanupTimeout)
+	}
 }

@@ -89,8 +89,9 @@ type Options struct {
 	// Components run beside the core ones, started after them (so stopped
 	// before them).
 	Components []Component
-	// DrainTimeout bounds the whole ordered shutdown; default 10 s, inside
-	// the unit's TimeoutStopSec.
+	// DrainTimeout bounds the ordered shutdown; default 10 s, inside the
+	// unit's TimeoutStopSec. When it passes, the L2 output's Close (the
+	// hostlb0 addresses) still gets up to 5 s more (runComponents).
 	DrainTimeout time.Duration
 }
 
@@ -266,7 +267,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		comps = append(comps, ComponentFunc{N: "gossip", F: d.opts.Ring.Run})
 	}
 	if d.opts.L2 != nil {
-		comps = append(comps, ComponentFunc{N: "l2", F: func(ctx context.Context) error {
+		// Cleanup: Close removes the local addresses on hostlb0 even
+		// when a component before it overstays the drain. Left behind,
+		// they outlive the process, and the node keeps treating as its
+		// own VIPs that other nodes take over.
+		comps = append(comps, ComponentFunc{N: "l2", Cleanup: true, F: func(ctx context.Context) error {
 			<-ctx.Done()
 			return d.opts.L2.Close()
 		}})

@@ -15,7 +15,7 @@ import (
 func l2Config(c config.L2) netif.L2Config {
 	return netif.L2Config{
 		Interfaces:         c.Interfaces,
-		Exclude:            c.ExcludeRaw,
+		Exclude:            c.Exclude,
 		GratuitousCount:    c.GratuitousCount,
 		GratuitousInterval: c.GratuitousInterval,
 		RefreshInterval:    c.RefreshInterval,

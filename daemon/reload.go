@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"github.com/hostlb/hostlb/daemon/config"
@@ -28,21 +29,36 @@ func (d *Daemon) serveReloads(ctx context.Context) error {
 // problem; a good one replaces it: what can change live takes effect at
 // once (through the reconcile loop), what cannot is logged as "needs
 // restart" and keeps its running value until the next start.
+//
+// RELOADING=1 and READY=1 frame a reload only once start-up has sent its
+// own READY=1: a SIGHUP during start-up still applies the file, but its
+// READY=1 would tell systemd the unit started before the first full
+// reconcile. announceReady sets d.ready only after its READY=1, so no
+// reload's READY=1 can come first.
 func (d *Daemon) Reload() {
-	if err := d.notify.Reloading(); err != nil {
-		d.log.Warn("sd_notify RELOADING", "err", err)
-	}
-	defer func() {
-		if err := d.notify.Ready(); err != nil {
-			d.log.Warn("sd_notify READY", "err", err)
+	d.mu.Lock()
+	started := d.ready
+	d.mu.Unlock()
+	if started {
+		if err := d.notify.Reloading(); err != nil {
+			d.log.Warn("sd_notify RELOADING", "err", err)
 		}
-		d.status("")
-	}()
+		defer func() {
+			if err := d.notify.Ready(); err != nil {
+				d.log.Warn("sd_notify READY", "err", err)
+			}
+			d.status("")
+		}()
+	} else {
+		d.log.Info("reload during start-up: applying the file; READY=1 still waits for the first full reconcile")
+	}
 	if d.opts.Load == nil {
 		d.log.Warn("reload requested but no config file to re-read")
 		return
 	}
-	d.status("reloading")
+	if started {
+		d.status("reloading")
+	}
 	next, err := d.opts.Load()
 	if err != nil {
 		d.mu.Lock()
@@ -57,6 +73,10 @@ func (d *Daemon) Reload() {
 	old := d.config()
 	live, restart := config.Changes(old, next)
 	effective := keepRestartOnly(old, next)
+	if slices.Contains(live, "gossip.secret_key_file") && !d.applyKeys(effective.Gossip) {
+		effective.Gossip.SecretKeyFile, effective.Gossip.SecretKeys = old.Gossip.SecretKeyFile, old.Gossip.SecretKeys
+		live = slices.DeleteFunc(live, func(k string) bool { return k == "gossip.secret_key_file" })
+	}
 	d.mu.Lock()
 	d.cfg = effective
 	d.reloadE = nil
@@ -79,6 +99,29 @@ func (d *Daemon) Reload() {
 	d.loop.Trigger("reload")
 }
 
+// keySetter is a Ring whose keys change live (*gossip.Ring).
+type keySetter interface {
+	SetKeys(keys [][]byte) error
+}
+
+// applyKeys gives the running ring the key set of a changed key file (a
+// step of a rolling rotation) and reports whether it took it.
+func (d *Daemon) applyKeys(g config.Gossip) bool {
+	if d.opts.Ring == nil {
+		return true
+	}
+	ks, ok := d.opts.Ring.(keySetter)
+	if !ok {
+		d.log.Warn("this ring cannot change its keys live; restart to use the new key file", "file", g.SecretKeyFile)
+		return false
+	}
+	if err := ks.SetKeys(g.SecretKeys); err != nil {
+		d.log.Error("gossip keys not changed; keeping the running ones", "file", g.SecretKeyFile, "err", err)
+		return false
+	}
+	return true
+}
+
 // keepRestartOnly returns next with the sections that cannot change in a
 // running daemon taken from old, so the running config stays coherent:
 // what runs is exactly what the log says runs.
@@ -89,6 +132,10 @@ func keepRestartOnly(old, next *config.Config) *config.Config {
 	join := next.Gossip.Join // handed to the ring (SetJoin) by the next pass
 	c.Gossip = old.Gossip
 	c.Gossip.Join = join
+	if next.Gossip.InsecurePlaintext == old.Gossip.InsecurePlaintext {
+		// A new key set is applied live (Reload, applyKeys).
+		c.Gossip.SecretKeyFile, c.Gossip.SecretKeys = next.Gossip.SecretKeyFile, next.Gossip.SecretKeys
+	}
 	c.Control = old.Control
 	c.Metrics = old.Metrics
 	c.BGP.ASN, c.BGP.RouterID, c.BGP.ListenPort = old.BGP.ASN, old.BGP.RouterID, old.BGP.ListenPort

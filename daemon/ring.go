@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 
 	"github.com/hostlb/hostlb/daemon/config"
@@ -49,8 +48,10 @@ var _ Ring = (*gossip.Ring)(nil)
 // [gossip]. The ring starts HealthNotReady: peers give this node no IP until
 // its first settled pass says it is ready (see cluster.go). When the bind
 // address is unspecified and no advertise address is set, it advertises the
-// node's first global IPv4 (SPEC §4), or loopback on a node that has none
-// (a lone node in an isolated network namespace); memberlist alone would
+// node's first global IPv4 (SPEC §4): the default route's interface's, else
+// another non-virtual interface's, never docker0's or hostlb0's
+// (advertise.go); or loopback on a node that has none (a lone node in an
+// isolated network namespace), with a warning. memberlist alone would
 // insist on an RFC 1918 address and refuse to start elsewhere.
 //
 // onChange is told after every batch of member events whether one of them
@@ -60,8 +61,7 @@ func RingConfig(cfg *config.Config, log *slog.Logger, onChange func(urgent bool)
 	g := cfg.Gossip
 	adv := g.Advertise
 	if !adv.IsValid() && g.Bind.Addr().IsUnspecified() {
-		adv = netip.AddrPortFrom(firstGlobalIPv4(), g.Bind.Port())
-		log.Info("gossip advertise address not set; using the node's first global IPv4", "addr", adv)
+		adv = netip.AddrPortFrom(advertiseIPv4(log), g.Bind.Port())
 	}
 	var urgent bool
 	return gossip.Config{
@@ -69,8 +69,9 @@ func RingConfig(cfg *config.Config, log *slog.Logger, onChange func(urgent bool)
 		Bind:              g.Bind,
 		Advertise:         adv,
 		Join:              g.Join,
-		SecretKey:         g.SecretKey,
+		SecretKeys:        g.SecretKeys,
 		InsecurePlaintext: g.InsecurePlaintext,
+		Cluster:           g.Cluster,
 		Profile:           g.Profile,
 		Labels:            cfg.Node.Labels,
 		Version:           version.Version,
@@ -85,23 +86,4 @@ func RingConfig(cfg *config.Config, log *slog.Logger, onChange func(urgent bool)
 			onChange(u)
 		},
 	}
-}
-
-// firstGlobalIPv4 returns the first global unicast IPv4 address of the
-// host's interfaces, or 127.0.0.1.
-func firstGlobalIPv4() netip.Addr {
-	addrs, err := net.InterfaceAddrs()
-	if err == nil {
-		for _, a := range addrs {
-			p, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			ip, ok := netip.AddrFromSlice(p.IP)
-			if ip = ip.Unmap(); ok && ip.Is4() && ip.IsGlobalUnicast() {
-				return ip
-			}
-		}
-	}
-	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
 }

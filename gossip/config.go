@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +18,7 @@ const (
 	ProfileWAN  = "wan"  // memberlist.DefaultWANConfig
 )
 
-// KeySize is the length of Config.SecretKey: AES-256-GCM.
+// KeySize is the length of each of Config.SecretKeys: AES-256-GCM.
 const KeySize = 32
 
 // Config is everything a Ring needs, as plain values. The daemon fills it
@@ -35,10 +36,16 @@ type Config struct {
 	// Join lists "host:port" seeds. The ring keeps trying them while it is
 	// alone.
 	Join []string
-	// SecretKey is the 32-byte AES-256-GCM ring key. Nil only with
-	// InsecurePlaintext.
-	SecretKey         []byte
+	// SecretKeys are the 32-byte AES-256-GCM ring keys: the first
+	// encrypts, every one decrypts (a rolling rotation; see SetKeys). Empty
+	// only with InsecurePlaintext.
+	SecretKeys        [][]byte
 	InsecurePlaintext bool
+	// Cluster is memberlist's label: packets and streams carry it (and,
+	// encrypted, authenticate it), and a node drops whatever comes with
+	// another one, so rings of two clusters that share a key never merge.
+	// It must be the same on every node; "" = no label.
+	Cluster string
 	// Profile is ProfileFast (also ""), ProfileLAN or ProfileWAN.
 	Profile string
 
@@ -136,10 +143,15 @@ func (c *Config) validate() error {
 		errs = append(errs, err)
 	}
 	switch {
-	case c.InsecurePlaintext && c.SecretKey != nil:
+	case c.InsecurePlaintext && len(c.SecretKeys) > 0:
 		errs = append(errs, errors.New("both a secret key and insecure_plaintext are set"))
-	case !c.InsecurePlaintext && len(c.SecretKey) != KeySize:
-		errs = append(errs, fmt.Errorf("secret key is %d bytes, want %d (AES-256); set insecure_plaintext to run without one", len(c.SecretKey), KeySize))
+	case !c.InsecurePlaintext:
+		if err := checkKeys(c.SecretKeys); err != nil {
+			errs = append(errs, fmt.Errorf("%w; set insecure_plaintext to run without one", err))
+		}
+	}
+	if len(c.Cluster) > memberlist.LabelMaxSize {
+		errs = append(errs, fmt.Errorf("cluster name is %d bytes, more than %d", len(c.Cluster), memberlist.LabelMaxSize))
 	}
 	if c.Transport == nil && !c.Bind.IsValid() {
 		errs = append(errs, errors.New("bind address is not set"))
@@ -153,6 +165,36 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkKeys says what is wrong with a key set, nil if nothing is.
+func checkKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return errors.New("no secret key")
+	}
+	for i, k := range keys {
+		if len(k) != KeySize {
+			return fmt.Errorf("secret key %d is %d bytes, want %d (AES-256)", i+1, len(k), KeySize)
+		}
+	}
+	return nil
+}
+
+// newKeyring builds memberlist's keyring: keys[0] is the primary.
+func newKeyring(keys [][]byte) (*memberlist.Keyring, error) {
+	kr, err := memberlist.NewKeyring(cloneKeys(keys[1:]), bytes.Clone(keys[0]))
+	if err != nil {
+		return nil, fmt.Errorf("gossip keyring: %w", err)
+	}
+	return kr, nil
+}
+
+func cloneKeys(keys [][]byte) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = bytes.Clone(k)
+	}
+	return out
 }
 
 // memberlistConfig builds memberlist's configuration for r.
@@ -179,15 +221,12 @@ func (r *Ring) memberlistConfig() (*memberlist.Config, *logWriter, error) {
 		c.AdvertiseAddr = r.cfg.Advertise.Addr().String()
 		c.AdvertisePort = int(r.cfg.Advertise.Port())
 	}
-	if !r.cfg.InsecurePlaintext {
-		kr, err := memberlist.NewKeyring(nil, r.cfg.SecretKey)
-		if err != nil {
-			return nil, nil, fmt.Errorf("gossip keyring: %w", err)
-		}
-		c.Keyring = kr
+	if r.keyring != nil {
+		c.Keyring = r.keyring
 		c.GossipVerifyIncoming = true
 		c.GossipVerifyOutgoing = true
 	}
+	c.Label = r.cfg.Cluster
 	c.Transport = r.cfg.Transport
 	c.Delegate = (*delegate)(r)
 	c.Events = (*events)(r)

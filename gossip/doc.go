@@ -5,7 +5,7 @@
 //
 // # Use
 //
-//	r, err := gossip.New(gossip.Config{NodeName: "n1", Bind: ..., SecretKey: key,
+//	r, err := gossip.New(gossip.Config{NodeName: "n1", Bind: ..., SecretKeys: keys,
 //		Join: seeds, OnChange: func() { loop.Trigger("gossip") }})
 //	go r.Run(ctx)            // joins, re-joins, and on ctx done leaves gracefully
 //	r.SetAnnounced(ips)      // what this node announces now
@@ -14,6 +14,19 @@
 // New is inert; Run owns every goroutine (memberlist's included) and returns
 // once they are gone. OnChange runs on the Ring's notifier goroutine, never
 // under a memberlist lock, so it may call Members.
+//
+// # Keys and the cluster label
+//
+// Config.SecretKeys is memberlist's keyring: the first key encrypts, every
+// key decrypts. SetKeys changes the set on a running ring (keys.go), which
+// makes a rolling rotation possible without a split: add the new key as a
+// second key on every node, then make it the first everywhere, then drop
+// the old one; at every step every node can read what every other sends.
+// memberlist's RemoveKey shifts keys inside the slice its decrypting
+// goroutines read, so SetKeys only ever removes the last key (dropKeys).
+// Config.Cluster is memberlist's Label: prefixed to every packet and
+// stream and, with a key, authenticated with it; a node drops anything
+// labelled otherwise, so two clusters sharing a key never merge.
 //
 // # What is gossiped, and where
 //

@@ -155,7 +155,7 @@ func (c *cluster) add(t testing.TB, i int, seeds []string, tweak func(*Config)) 
 	cfg := Config{
 		Transport:      tr,
 		Join:           seeds,
-		SecretKey:      testKey,
+		SecretKeys:     [][]byte{testKey},
 		Version:        "test-1",
 		Labels:         map[string]string{"rack": fmt.Sprintf("r%d", i%2)},
 		RejoinInterval: 300 * time.Millisecond,

@@ -13,11 +13,13 @@ import (
 func loopback(key []byte, plaintext bool, seeds ...*node) Config {
 	cfg := Config{
 		Bind:              netip.MustParseAddrPort("127.0.0.1:0"),
-		SecretKey:         key,
 		InsecurePlaintext: plaintext,
 		Version:           "test-1",
 		RejoinInterval:    300 * time.Millisecond,
 		LeaveTimeout:      500 * time.Millisecond,
+	}
+	if key != nil {
+		cfg.SecretKeys = [][]byte{key}
 	}
 	for _, s := range seeds {
 		cfg.Join = append(cfg.Join, s.addr.String())

@@ -73,7 +73,7 @@ func TestRingRefusesAWrongKeyAndATakenName(t *testing.T) {
 		return seesAlive(c.nodes, []string{"n1", "n2"})
 	})
 	seed := []string{memAddr(1).String()}
-	wrong := c.add(t, 3, seed, func(cfg *Config) { cfg.SecretKey = bytes.Repeat([]byte{0x17}, KeySize) })
+	wrong := c.add(t, 3, seed, func(cfg *Config) { cfg.SecretKeys = [][]byte{bytes.Repeat([]byte{0x17}, KeySize)} })
 	eventually(t, 10*time.Second, "the node with another key refused", func() error {
 		if why := wrong.ring.Refused(); !strings.Contains(why, "gossip key") {
 			return fmt.Errorf("Refused() = %q", why)
@@ -85,7 +85,7 @@ func TestRingRefusesAWrongKeyAndATakenName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	twin := startNode(t, "n2", Config{Transport: tr, Join: seed, SecretKey: testKey, Version: "test-1",
+	twin := startNode(t, "n2", Config{Transport: tr, Join: seed, SecretKeys: [][]byte{testKey}, Version: "test-1",
 		RejoinInterval: 300 * time.Millisecond, LeaveTimeout: 500 * time.Millisecond})
 	eventually(t, 10*time.Second, "the second n2 refused", func() error {
 		if why := twin.ring.Refused(); !strings.Contains(why, `"n2"`) || !strings.Contains(why, memAddr(2).String()) {

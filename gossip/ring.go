@@ -104,6 +104,11 @@ type Ring struct {
 	log    *slog.Logger
 	timing timing
 
+	// keyring is memberlist's (nil with InsecurePlaintext); SetKeys
+	// changes it in place, under its own lock. keysMu serialises SetKeys.
+	keyring *memberlist.Keyring
+	keysMu  sync.Mutex
+
 	ml    atomic.Pointer[memberlist.Memberlist]
 	ready chan struct{} // closed when memberlist is up
 	// self is this node's advertised address, set before ready is closed
@@ -197,6 +202,13 @@ func New(cfg Config) (*Ring, error) {
 		metaDirty: make(chan struct{}, 1),
 		notify:    make(chan struct{}, 1),
 		members:   make(map[string]*entry),
+	}
+	if !cfg.InsecurePlaintext {
+		kr, err := newKeyring(cfg.SecretKeys)
+		if err != nil {
+			return nil, fmt.Errorf("gossip config: %w", err)
+		}
+		r.keyring, r.cfg.SecretKeys = kr, nil // the keyring holds them
 	}
 	r.queue = &broadcastQueue{
 		numNodes: func() int { return int(max(1, r.numAlive.Load())) },

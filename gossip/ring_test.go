@@ -264,10 +264,10 @@ func TestRingAloneKeepsTryingSeeds(t *testing.T) {
 }
 
 func TestRingRunTwiceAndValidation(t *testing.T) {
-	if _, err := New(Config{NodeName: "x", Profile: "turbo", SecretKey: []byte("short")}); err == nil {
+	if _, err := New(Config{NodeName: "x", Profile: "turbo", SecretKeys: [][]byte{[]byte("short")}}); err == nil {
 		t.Error("New with a bad profile and key: no error")
 	}
-	if _, err := New(Config{NodeName: "x", InsecurePlaintext: true, SecretKey: testKey}); err == nil {
+	if _, err := New(Config{NodeName: "x", InsecurePlaintext: true, SecretKeys: [][]byte{testKey}}); err == nil {
 		t.Error("New with a key and insecure_plaintext: no error")
 	}
 	c := newCluster(t, 1, nil)

@@ -18,7 +18,10 @@
 // Selector and InterfacesFor are pure functions over a State implementing
 // `[l2] interfaces` and `exclude` (SPEC §4) and the per-IP interface choice
 // (SPEC §7): an IP is announced on the eligible interfaces whose connected
-// subnet contains it, else on all eligible interfaces.
+// subnet contains it, else on all eligible interfaces. ParsePattern and
+// ParseExclude are the only parser of interface patterns (names, "/regex/"):
+// the config checks its lists with them, so what it accepts is what the
+// Selector applies.
 //
 // # ARP and NDP responders
 //

@@ -14,6 +14,78 @@ var DefaultExclude = []string{
 	"^flannel", "^kube-ipvs", "^cni", "^nodelocaldns", "^cilium_vxlan", "^hostlb",
 }
 
+// Interface patterns: one rule for every list of interfaces, used by the
+// config (which only validates and normalises) and by the Selector.
+//
+//   - An `interfaces` entry is an exact interface name, or a regular
+//     expression written between slashes: "eth0", "/^bond[0-9]+$/".
+//   - An `exclude` entry is always a regular expression, written bare as in
+//     the defaults ("^veth") or between slashes like an `interfaces` entry
+//     ("/^veth/"): the slashes are stripped, never matched (interface names
+//     cannot contain '/').
+//
+// A regular expression (RE2 syntax) matches anywhere in the name unless
+// anchored: "^lo$" matches only "lo", "lo" also matches "vlo1". An empty
+// one would match every interface and is an error.
+
+// Pattern is one parsed `interfaces` entry.
+type Pattern struct {
+	Name   string         // an exact interface name; "" when Regexp is set
+	Regexp *regexp.Regexp // a "/regex/" entry, slashes stripped
+}
+
+// Match reports whether the interface called ifname matches p.
+func (p Pattern) Match(ifname string) bool {
+	if p.Regexp != nil {
+		return p.Regexp.MatchString(ifname)
+	}
+	return p.Name == ifname
+}
+
+// ParsePattern parses one `interfaces` entry. The error says what is wrong
+// and what is allowed, without the key; callers add it.
+func ParsePattern(s string) (Pattern, error) {
+	if re, ok := slashed(s); ok {
+		r, err := compilePattern(s, re)
+		if err != nil {
+			return Pattern{}, err
+		}
+		return Pattern{Regexp: r}, nil
+	}
+	if s == "" || len(s) > 15 || strings.ContainsAny(s, "/ \t\n:") || s == "." || s == ".." {
+		return Pattern{}, fmt.Errorf("%q is not an interface name (at most 15 characters, no '/', ':' or spaces) or a /regex/", s)
+	}
+	return Pattern{Name: s}, nil
+}
+
+// ParseExclude parses one `exclude` entry: a regular expression, bare or
+// between slashes.
+func ParseExclude(s string) (*regexp.Regexp, error) {
+	re, _ := slashed(s)
+	return compilePattern(s, re)
+}
+
+// slashed returns s without its slashes when it is written "/regex/".
+func slashed(s string) (string, bool) {
+	if len(s) >= 2 && s[0] == '/' && s[len(s)-1] == '/' {
+		return s[1 : len(s)-1], true
+	}
+	return s, false
+}
+
+// compilePattern compiles re, the regular expression of the entry s as
+// written (which the error names).
+func compilePattern(s, re string) (*regexp.Regexp, error) {
+	if re == "" {
+		return nil, fmt.Errorf("%q: empty regular expression matches every interface", s)
+	}
+	r, err := regexp.Compile(re)
+	if err != nil {
+		return nil, fmt.Errorf("bad regular expression %q: %s", s, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+	}
+	return r, nil
+}
+
 // Selector chooses the interfaces L2 announcements may use, per `[l2]`
 // (and a static VIP's own `interfaces`, which replaces the `[l2]` list).
 // The zero Selector allows every interface that passes the link checks.
@@ -24,10 +96,9 @@ type Selector struct {
 	exclude []*regexp.Regexp
 }
 
-// NewSelector compiles an allow list (interface names, or regular
-// expressions written as "/regex/") and an exclude list (regular
-// expressions). An empty allow list allows every interface. The error
-// names every bad entry.
+// NewSelector compiles an allow list (ParsePattern entries) and an exclude
+// list (ParseExclude entries). An empty allow list allows every
+// interface. The error names every bad entry.
 //
 // An interface named exactly in the allow list is selected even if an
 // exclude pattern matches it: naming it is a stronger statement than a
@@ -40,28 +111,23 @@ func NewSelector(allow, exclude []string) (Selector, error) {
 		errs []string
 	)
 	for _, a := range allow {
-		if re, ok := strings.CutPrefix(a, "/"); ok && len(re) > 0 && strings.HasSuffix(re, "/") {
-			r, err := regexp.Compile(strings.TrimSuffix(re, "/"))
-			if err != nil {
-				errs = append(errs, fmt.Sprintf("interfaces: %q: %v", a, err))
-				continue
+		p, err := ParsePattern(a)
+		switch {
+		case err != nil:
+			errs = append(errs, "interfaces: "+err.Error())
+		case p.Regexp != nil:
+			s.allowRE = append(s.allowRE, p.Regexp)
+		default:
+			if s.names == nil {
+				s.names = make(map[string]bool)
 			}
-			s.allowRE = append(s.allowRE, r)
-			continue
+			s.names[p.Name] = true
 		}
-		if a == "" || strings.ContainsAny(a, "/ \t\n") || len(a) > 15 {
-			errs = append(errs, fmt.Sprintf("interfaces: %q is neither an interface name nor a /regex/", a))
-			continue
-		}
-		if s.names == nil {
-			s.names = make(map[string]bool)
-		}
-		s.names[a] = true
 	}
 	for _, e := range exclude {
-		r, err := regexp.Compile(e)
+		r, err := ParseExclude(e)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("exclude: %q: %v", e, err))
+			errs = append(errs, "exclude: "+err.Error())
 			continue
 		}
 		s.exclude = append(s.exclude, r)

@@ -105,6 +105,18 @@ func TestSelectorEligible(t *testing.T) {
 		allow:   nil,
 		exclude: []string{`\.`, "^b"},
 		want:    []string{"eth0", "docker0", "veth12ab", "eth5", "eth6"},
+	}, {
+		name:    "an exclude entry written /regex/ is the regex, not slashes",
+		exclude: []string{"/^veth/", "/^docker/"},
+		want:    []string{"eth0", "bond0", "br0", "eth5", "eth6", "eth0.100"},
+	}, {
+		name:    "unanchored patterns match anywhere in the name",
+		exclude: []string{"/eth0/"},
+		want:    []string{"docker0", "veth12ab", "bond0", "br0", "eth5", "eth6"},
+	}, {
+		name:    "an anchored pattern matches the whole name only",
+		exclude: []string{"^eth0$"},
+		want:    []string{"docker0", "veth12ab", "bond0", "br0", "eth5", "eth6", "eth0.100"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,12 +155,91 @@ func TestSelectorCheckReasons(t *testing.T) {
 	}
 }
 
+// The review's case: `[l2] exclude = ["/^veth/"]` once compiled the
+// slashes into the pattern and so excluded nothing.
+func TestSelectorSlashedExclude(t *testing.T) {
+	st := NewState(lk(1, "eth0"), lk(2, "veth0", kind("veth")))
+	s, err := NewSelector(nil, []string{"/^veth/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Check(st, lk(2, "veth0", kind("veth"))); r != "excluded" {
+		t.Errorf("veth0: %q, want excluded", r)
+	}
+	if got := names(s.Eligible(st)); !slices.Equal(got, []string{"eth0"}) {
+		t.Errorf("eligible %v, want [eth0]", got)
+	}
+}
+
+func TestParsePattern(t *testing.T) {
+	tests := []struct {
+		in      string
+		name    string   // want an exact name
+		matches []string // want a regex matching these...
+		misses  []string // ...and not these
+		err     string
+	}{
+		{in: "eth0", name: "eth0"},
+		{in: "eth0.100", name: "eth0.100"},
+		{in: "/^bond[0-9]+$/", matches: []string{"bond0", "bond12"}, misses: []string{"bond", "xbond0", "bond0a"}},
+		{in: "/eth/", matches: []string{"eth0", "veth1"}, misses: []string{"bond0"}},
+		{in: "//", err: "empty regular expression"},
+		{in: "/(/", err: `bad regular expression "/(/"`},
+		{in: "", err: "not an interface name"},
+		{in: "/", err: "not an interface name"},
+		{in: "/eth0", err: "not an interface name"},
+		{in: "eth0:1", err: "not an interface name"},
+		{in: "a b", err: "not an interface name"},
+		{in: "abcdefghijklmnop", err: "at most 15 characters"},
+	}
+	for _, tt := range tests {
+		p, err := ParsePattern(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParsePattern(%q) error %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParsePattern(%q): %v", tt.in, err)
+			continue
+		}
+		if tt.name != "" && (p.Name != tt.name || p.Regexp != nil || !p.Match(tt.name) || p.Match(tt.name+"x")) {
+			t.Errorf("ParsePattern(%q) = %+v, want the exact name %q", tt.in, p, tt.name)
+		}
+		for _, n := range tt.matches {
+			if p.Regexp == nil || !p.Match(n) {
+				t.Errorf("ParsePattern(%q) does not match %q", tt.in, n)
+			}
+		}
+		for _, n := range tt.misses {
+			if p.Match(n) {
+				t.Errorf("ParsePattern(%q) matches %q", tt.in, n)
+			}
+		}
+	}
+}
+
+func TestParseExclude(t *testing.T) {
+	for in, want := range map[string]string{"^veth": "^veth", "/^veth/": "^veth", "/a/b/": "a/b", "^lo$": "^lo$"} {
+		re, err := ParseExclude(in)
+		if err != nil || re.String() != want {
+			t.Errorf("ParseExclude(%q) = %v, %v; want %q", in, re, err, want)
+		}
+	}
+	for in, want := range map[string]string{"": "empty regular expression", "//": "empty regular expression", "[": `bad regular expression "["`, "/[/": `"/[/"`} {
+		if _, err := ParseExclude(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseExclude(%q) error %v, want %q", in, err, want)
+		}
+	}
+}
+
 func TestNewSelectorErrors(t *testing.T) {
 	_, err := NewSelector([]string{"/(/", "", "a b", "eth0", "/ok/", "averyveryverylongname"}, []string{"[", "^ok"})
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{`"/(/"`, `""`, `"a b"`, `"averyveryverylongname"`, `exclude: "["`} {
+	for _, want := range []string{`"/(/"`, `""`, `"a b"`, `"averyveryverylongname"`, `exclude: bad regular expression "["`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

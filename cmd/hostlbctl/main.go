@@ -34,8 +34,15 @@ commands:
   version              print version and commit
   config check FILE    validate a hostlb.toml; every problem with file:line (exit 1 if any)
   keygen               print a new base64 32-byte gossip key:
-                         hostlbctl keygen > /etc/hostlb/gossip.key
-                         chgrp hostlb /etc/hostlb/gossip.key && chmod 0640 /etc/hostlb/gossip.key
+                         (umask 027; hostlbctl keygen > /etc/hostlb/gossip.key)
+                         chgrp hostlb /etc/hostlb/gossip.key
+                       The key file holds one key per line ('#' comments allowed): the
+                       first encrypts, every one decrypts. Rotate without splitting the
+                       ring in three passes; finish each pass on every node before the next:
+                         1. add the new key as the second line; systemctl reload hostlb
+                         2. move it to the first line;          systemctl reload hostlb
+                         3. remove the old key;                 systemctl reload hostlb
+                       (hostlbctl keygen >> /etc/hostlb/gossip.key appends one for step 1.)
   kubeconfig --server URL [--secret] [flags]
                        write /etc/hostlb/kubeconfig with a token of the ServiceAccount
                          kube-system/hostlb, requested with your admin kubeconfig

@@ -66,3 +66,46 @@ func TestUsageAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestKeygenRotationSteps follows the rotation the help describes: every
+// step's key file passes `config check`, and the help names the steps.
+func TestKeygenRotationSteps(t *testing.T) {
+	var help, errb bytes.Buffer
+	run(t.Context(), []string{"help"}, &help, &errb, nil)
+	for _, want := range []string{"add the new key as the second line", "move it to the first line",
+		"remove the old key", "systemctl reload hostlb", "hostlbctl keygen >> /etc/hostlb/gossip.key"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, help.String())
+		}
+	}
+	keygen := func() string {
+		var out bytes.Buffer
+		if code := run(t.Context(), []string{"keygen"}, &out, &errb, nil); code != exitOK {
+			t.Fatalf("keygen: exit %d: %s", code, errb.String())
+		}
+		return out.String()
+	}
+	oldKey, newKey := keygen(), keygen()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "gossip.key")
+	cfg := filepath.Join(dir, "hostlb.toml")
+	conf := "[node]\nname = \"n1\"\n[gossip]\nsecret_key_file = \"gossip.key\"\n[kubernetes]\nenabled = false\n"
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct{ name, content string }{
+		{"before", oldKey},
+		{"1. keygen >> appends the new key", oldKey + newKey},
+		{"2. new key first", "# rotated\n" + newKey + oldKey},
+		{"3. old key removed", newKey},
+	} {
+		if err := os.WriteFile(keyFile, []byte(step.content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		errb.Reset()
+		if code := run(t.Context(), []string{"config", "check", cfg}, &out, &errb, nil); code != exitOK {
+			t.Errorf("%s: config check: exit %d: %s", step.name, code, errb.String())
+		}
+	}
+}

@@ -21,13 +21,17 @@ type change struct {
 // are added, removed or reset one at a time in GoBGP, and the import policy
 // is re-applied; node labels are re-gossiped (memberlist metadata updates);
 // join seeds are only used for the next (re)join; the load balancer class is
-// a filter on the Service informer's events.
+// a filter on the Service informer's events; a changed gossip key file
+// (its path or its keys) gives the running ring the new key set
+// (gossip.Ring.SetKeys), which is how a rolling key rotation proceeds
+// without a restart (see `hostlbctl keygen`).
 //
 // Restart is everything that identifies the node or is bound at start:
 // log.format picks the handler (journald, JSON, text) once, at start;
 // node.name is the gossip identity and the Kubernetes Node name; gossip
-// bind/advertise/key/profile/plaintext are fixed in memberlist's config (a
-// key change would also split the ring while nodes disagree); sockets and
+// bind/advertise/profile/plaintext/cluster are fixed in memberlist's config
+// (switching between a key and insecure_plaintext is reported as
+// gossip.insecure_plaintext alone, the key with it); sockets and
 // listeners are opened once (and may need privileges the daemon has dropped);
 // the BGP speaker's ASN, router ID and listen port are global settings that
 // GoBGP cannot change without restarting every session; the Kubernetes
@@ -40,14 +44,17 @@ var changes = []change{
 	{"gossip.bind", false, func(a, b *Config) bool { return a.Gossip.Bind == b.Gossip.Bind }},
 	{"gossip.advertise", false, func(a, b *Config) bool { return a.Gossip.Advertise == b.Gossip.Advertise }},
 	{"gossip.join", true, func(a, b *Config) bool { return slices.Equal(a.Gossip.Join, b.Gossip.Join) }},
-	{"gossip.secret_key_file", false, func(a, b *Config) bool {
-		// The content counts too: a rewritten key file needs a restart.
-		return a.Gossip.SecretKeyFile == b.Gossip.SecretKeyFile && bytes.Equal(a.Gossip.SecretKey, b.Gossip.SecretKey)
+	{"gossip.secret_key_file", true, func(a, b *Config) bool {
+		// The content counts too: a rewritten key file is a rotation step.
+		// Turning encryption on or off is gossip.insecure_plaintext's.
+		return a.Gossip.InsecurePlaintext != b.Gossip.InsecurePlaintext ||
+			a.Gossip.SecretKeyFile == b.Gossip.SecretKeyFile && slices.EqualFunc(a.Gossip.SecretKeys, b.Gossip.SecretKeys, bytes.Equal)
 	}},
 	{"gossip.insecure_plaintext", false, func(a, b *Config) bool { return a.Gossip.InsecurePlaintext == b.Gossip.InsecurePlaintext }},
 	{"gossip.profile", false, func(a, b *Config) bool { return a.Gossip.Profile == b.Gossip.Profile }},
+	{"gossip.cluster", false, func(a, b *Config) bool { return a.Gossip.Cluster == b.Gossip.Cluster }},
 	{"l2.interfaces", true, func(a, b *Config) bool { return slices.Equal(a.L2.Interfaces, b.L2.Interfaces) }},
-	{"l2.exclude", true, func(a, b *Config) bool { return slices.Equal(a.L2.ExcludeRaw, b.L2.ExcludeRaw) }},
+	{"l2.exclude", true, func(a, b *Config) bool { return slices.Equal(a.L2.Exclude, b.L2.Exclude) }},
 	{"l2.gratuitous_count", true, func(a, b *Config) bool { return a.L2.GratuitousCount == b.L2.GratuitousCount }},
 	{"l2.gratuitous_interval", true, func(a, b *Config) bool { return a.L2.GratuitousInterval == b.L2.GratuitousInterval }},
 	{"l2.refresh_interval", true, func(a, b *Config) bool { return a.L2.RefreshInterval == b.L2.RefreshInterval }},

@@ -42,11 +42,22 @@ func TestChanges(t *testing.T) {
 			c.Gossip.InsecurePlaintext = true
 		}, live: []string{"gossip.join"},
 			restart: []string{"gossip.bind", "gossip.advertise", "gossip.insecure_plaintext", "gossip.profile"}},
-		{name: "key content", edit: func(c *Config) { c.Gossip.SecretKey = []byte("another key, same file.........") },
-			restart: []string{"gossip.secret_key_file"}},
+		{name: "key content", edit: func(c *Config) { c.Gossip.SecretKeys = [][]byte{[]byte("another key, same file..........")} },
+			live: []string{"gossip.secret_key_file"}},
+		{name: "second key", edit: func(c *Config) {
+			c.Gossip.SecretKeys = append(c.Gossip.SecretKeys, []byte("another key, same file.........."))
+		},
+			live: []string{"gossip.secret_key_file"}},
+		{name: "key file path", edit: func(c *Config) { c.Gossip.SecretKeyFile = "/cfg/keys/next.key" },
+			live: []string{"gossip.secret_key_file"}},
+		{name: "key to plaintext needs a restart", edit: func(c *Config) {
+			c.Gossip.SecretKeys = nil
+			c.Gossip.InsecurePlaintext = true
+		}, restart: []string{"gossip.insecure_plaintext"}},
+		{name: "cluster", edit: func(c *Config) { c.Gossip.Cluster = "other" }, restart: []string{"gossip.cluster"}},
 		{name: "l2", edit: func(c *Config) {
 			c.L2.Interfaces = []string{"eth9"}
-			c.L2.ExcludeRaw = nil
+			c.L2.Exclude = nil
 			c.L2.GratuitousCount = 9
 			c.L2.GratuitousInterval = time.Second
 			c.L2.RefreshInterval = 0

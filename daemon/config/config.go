@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"regexp"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/hostlb/hostlb/netif"
 )
 
 // DefaultPath is where the packaged daemon looks for its configuration.
@@ -71,71 +73,32 @@ type Gossip struct {
 	// SecretKeyFile is the key file path, made absolute against the config
 	// file's directory when it was relative.
 	SecretKeyFile string
-	// SecretKey is the 32-byte AES-256 key read from SecretKeyFile; nil when
-	// InsecurePlaintext is set.
-	SecretKey         []byte
+	// SecretKeys are the 32-byte AES-256 keys read from SecretKeyFile, in
+	// file order: the first encrypts, all decrypt (rolling rotation). Nil
+	// when InsecurePlaintext is set.
+	SecretKeys        [][]byte
 	InsecurePlaintext bool
 	Profile           string // ProfileFast, ProfileLAN or ProfileWAN
+	// Cluster names the ring: it is memberlist's label, so nodes whose
+	// cluster differs never talk, even when they share a key. "" = no
+	// label (the default, and what hostlb before it spoke).
+	Cluster string
 }
 
 // L2 is [l2].
 type L2 struct {
-	// Interfaces as written: names or "/regex/". Empty means every up,
-	// broadcast, non-enslaved interface.
+	// Interfaces as written: names or "/regex/" (netif.ParsePattern).
+	// Empty means every up, broadcast, non-enslaved interface.
 	Interfaces []string
-	// InterfaceMatchers is Interfaces compiled, in the same order.
-	InterfaceMatchers []InterfaceMatcher
-	// Exclude are unanchored regular expressions; ExcludeRaw as written.
-	Exclude            []*regexp.Regexp
-	ExcludeRaw         []string
+	// Exclude as written: regular expressions, bare or "/regex/"
+	// (netif.ParseExclude). The L2 output compiles both lists with
+	// netif.NewSelector, the one implementation of interface selection;
+	// decoding only checks them with the same parser.
+	Exclude            []string
 	GratuitousCount    int
 	GratuitousInterval time.Duration
 	// RefreshInterval is the period of GARP/NA while owner; 0 = off.
 	RefreshInterval time.Duration
-}
-
-// InterfaceMatcher is one entry of an interfaces list: an exact name, or a
-// regular expression when the entry was written as "/regex/".
-type InterfaceMatcher struct {
-	Name   string         // set for an exact name
-	Regexp *regexp.Regexp // set for "/regex/"
-}
-
-// Match reports whether the interface called ifname matches.
-func (m InterfaceMatcher) Match(ifname string) bool {
-	if m.Regexp != nil {
-		return m.Regexp.MatchString(ifname)
-	}
-	return m.Name == ifname
-}
-
-// Allowed reports whether L2 announcements may use the interface ifname,
-// as far as the configuration decides (link state is the caller's business).
-// An interface named literally in Interfaces is always allowed, even when an
-// Exclude pattern matches it: the user asked for it by name. Interfaces
-// found by a /regex/ entry, or by default when Interfaces is empty, are
-// subject to Exclude.
-func (l *L2) Allowed(ifname string) bool {
-	if len(l.InterfaceMatchers) > 0 {
-		byRegexp := false
-		for _, m := range l.InterfaceMatchers {
-			if m.Regexp == nil && m.Name == ifname {
-				return true
-			}
-			if m.Regexp != nil && m.Regexp.MatchString(ifname) {
-				byRegexp = true
-			}
-		}
-		if !byRegexp {
-			return false
-		}
-	}
-	for _, re := range l.Exclude {
-		if re.MatchString(ifname) {
-			return false
-		}
-	}
-	return true
 }
 
 // BGP is [bgp].
@@ -215,8 +178,7 @@ type VIP struct {
 	// NodeSelector matches gossiped node labels; empty = every member.
 	NodeSelector map[string]string
 	// Interfaces (L2 only) as written; empty = [l2] rules apply.
-	Interfaces        []string
-	InterfaceMatchers []InterfaceMatcher
+	Interfaces []string
 	// Local makes the owner add the addresses to the hostlb0 dummy link so
 	// the host accepts their traffic. Default true: a static VIP has no
 	// kube-proxy behind it.
@@ -251,9 +213,7 @@ func defaults(nodeName string) *Config {
 		},
 		L2: L2{
 			Interfaces:         []string{},
-			InterfaceMatchers:  []InterfaceMatcher{},
-			ExcludeRaw:         append([]string(nil), defaultExclude...),
-			Exclude:            compileAll(defaultExclude),
+			Exclude:            slices.Clone(netif.DefaultExclude),
 			GratuitousCount:    5,
 			GratuitousInterval: 1100 * time.Millisecond,
 		},
@@ -286,33 +246,22 @@ func defaultPeer() BGPPeer {
 }
 
 func defaultVIP() VIP {
-	return VIP{Mode: ModeL2, Local: true, NodeSelector: map[string]string{}, Interfaces: []string{}, InterfaceMatchers: []InterfaceMatcher{}}
+	return VIP{Mode: ModeL2, Local: true, NodeSelector: map[string]string{}, Interfaces: []string{}}
 }
 
 func defaultHealth() *Health {
 	return &Health{Interval: time.Second, Timeout: 500 * time.Millisecond}
 }
 
-// defaultExclude keeps container, overlay and virtual links out of L2 by
-// default: answering ARP on them leaks VIPs into places they do not belong.
-var defaultExclude = []string{
-	"^docker", "^cbr", "^dummy", "^virbr", "^lxc", "^veth", "^lo$", "^cali", "^tunl",
-	"^flannel", "^kube-ipvs", "^cni", "^nodelocaldns", "^cilium_vxlan", "^hostlb",
-}
-
-func compileAll(pats []string) []*regexp.Regexp {
-	out := make([]*regexp.Regexp, len(pats))
-	for i, p := range pats {
-		out[i] = regexp.MustCompile(p)
-	}
-	return out
-}
-
 // Options changes where Parse gets what lies outside the config file. The
 // zero value is what Load and Parse use.
 type Options struct {
-	// ReadFile reads the gossip key and BGP password files; nil = os.ReadFile.
-	ReadFile func(name string) ([]byte, error)
+	// ReadFile reads the files the config points at (the gossip key file,
+	// the kubeconfig, BGP password files), which are secrets; limit is the
+	// most bytes the caller takes, and a larger file is an error. nil =
+	// ReadSecret, which also refuses anything but a regular file that only
+	// root or the daemon's user can change and others cannot read.
+	ReadFile func(name string, limit int64) ([]byte, error)
 	// Hostname gives the default node.name; nil = os.Hostname.
 	Hostname func() (string, error)
 }
@@ -347,7 +296,7 @@ func (o Options) Load(path string) (*Config, error) {
 // Parse is [Parse] with o's sources.
 func (o Options) Parse(filename string, data []byte) (*Config, error) {
 	if o.ReadFile == nil {
-		o.ReadFile = os.ReadFile
+		o.ReadFile = ReadSecret
 	}
 	if o.Hostname == nil {
 		o.Hostname = os.Hostname

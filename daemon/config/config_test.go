@@ -9,13 +9,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/hostlb/hostlb/netif"
 )
 
 var (
@@ -23,17 +24,20 @@ var (
 	b64Key = base64.StdEncoding.EncodeToString(rawKey)
 )
 
-// fakeFiles is an Options.ReadFile over a map, failing like os.ReadFile.
-// The default kubeconfig is always there (tests of other keys need not
-// care); TestKubeconfig covers it.
-func fakeFiles(files map[string]string) func(string) ([]byte, error) {
-	return func(name string) ([]byte, error) {
+// fakeFiles is an Options.ReadFile over a map, failing like ReadSecret on
+// a missing or too large file. The default kubeconfig is always there
+// (tests of other keys need not care); TestKubeconfig covers it.
+func fakeFiles(files map[string]string) func(string, int64) ([]byte, error) {
+	return func(name string, limit int64) ([]byte, error) {
 		data, ok := files[name]
 		if !ok && name == "/etc/hostlb/kubeconfig" {
 			data, ok = testKubeconfig, true
 		}
 		if !ok {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+		}
+		if int64(len(data)) > limit {
+			return nil, tooLarge(name, int64(len(data)), limit)
 		}
 		return []byte(data), nil
 	}
@@ -53,22 +57,16 @@ const testKubeconfig = "apiVersion: v1\nkind: Config\n"
 
 // redirect is an Options.ReadFile that reads real files, with some paths
 // replaced: the shipped files name /etc/hostlb paths.
-func redirect(paths map[string]string) func(string) ([]byte, error) {
-	return func(name string) ([]byte, error) {
+func redirect(paths map[string]string) func(string, int64) ([]byte, error) {
+	return func(name string, limit int64) ([]byte, error) {
 		if p, ok := paths[name]; ok {
 			name = p
 		}
-		return os.ReadFile(name)
+		return ReadSecret(name, limit)
 	}
 }
 
 var cmpConfig = cmp.Options{
-	cmp.Comparer(func(a, b *regexp.Regexp) bool {
-		if a == nil || b == nil {
-			return a == b
-		}
-		return a.String() == b.String()
-	}),
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 	cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
 	cmpopts.EquateEmpty(),
@@ -182,6 +180,9 @@ func TestParseErrors(t *testing.T) {
 		{"plaintext wrong type", "[gossip]\ninsecure_plaintext = \"yes\"", []string{"2:gossip.insecure_plaintext"}, "expected a boolean"},
 		{"bad regex", "[l2]\nexclude = [\"(\"]", []string{"2:l2.exclude[0]"}, "bad regular expression"},
 		{"empty regex", "[l2]\ninterfaces = [\"//\"]", []string{"2:l2.interfaces[0]"}, "empty regular expression"},
+		{"empty exclude", "[l2]\nexclude = [\"^docker\", \"//\"]", []string{"2:l2.exclude[1]"}, "empty regular expression"},
+		{"bad slashed exclude", "[l2]\nexclude = [\"/(/\"]", []string{"2:l2.exclude[0]"}, `bad regular expression "/(/"`},
+		{"vip bad pattern", "[[vip]]\nname = \"v\"\naddresses = [\"192.0.2.1\"]\ninterfaces = [\"eth0:1\"]", []string{"4:vip[0].interfaces[0]"}, "not an interface name"},
 		{"long ifname", "[l2]\ninterfaces = [\"abcdefghijklmnop\"]", []string{"2:l2.interfaces[0]"}, "not an interface name"},
 		{"duration int", "[l2]\nrefresh_interval = 5", []string{"2:l2.refresh_interval"}, `such as "5s"`},
 		{"duration negative", "[l2]\nrefresh_interval = \"-1s\"", []string{"2:l2.refresh_interval"}, "negative"},
@@ -254,7 +255,7 @@ func TestParseErrors(t *testing.T) {
 func TestParseEmpty(t *testing.T) {
 	c := mustParse(t, testOptions(), "/etc/hostlb/hostlb.toml", nil)
 	want := defaults("test-host")
-	want.Gossip.SecretKey = rawKey
+	want.Gossip.SecretKeys = [][]byte{rawKey}
 	want.Kubernetes.KubeconfigData = []byte(testKubeconfig)
 	if diff := cmp.Diff(want, c, cmpConfig); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -281,15 +282,13 @@ func TestParseFull(t *testing.T) {
 		Advertise:     netip.MustParseAddrPort("192.0.2.5:7947"),
 		Join:          []string{"192.0.2.6:7947", "[2001:db8::6]:7947", "seed.example:7947", "[2001:db8::7]:8000"},
 		SecretKeyFile: "/cfg/keys/gossip.key",
-		SecretKey:     rawKey,
+		SecretKeys:    [][]byte{rawKey},
 		Profile:       ProfileLAN,
 	}
 	want.L2 = L2{
-		Interfaces:        []string{"eth0", "/^bond[0-9]+$/"},
-		InterfaceMatchers: []InterfaceMatcher{{Name: "eth0"}, {Regexp: regexp.MustCompile("^bond[0-9]+$")}},
-		ExcludeRaw:        []string{"^docker", "/^veth/"},
-		Exclude:           []*regexp.Regexp{regexp.MustCompile("^docker"), regexp.MustCompile("^veth")},
-		RefreshInterval:   30 * time.Second,
+		Interfaces:      []string{"eth0", "/^bond[0-9]+$/"},
+		Exclude:         []string{"^docker", "/^veth/"},
+		RefreshInterval: 30 * time.Second,
 	}
 	peer2 := defaultPeer()
 	peer2.Address = netip.MustParseAddr("2001:db8::1")
@@ -316,13 +315,12 @@ func TestParseFull(t *testing.T) {
 	want.Metrics.Listen = ""
 	want.Control.Socket = "/run/hostlb/ctl.sock"
 	want.VIPs = []VIP{{
-		Name:              "apiserver",
-		Mode:              ModeL2,
-		Addresses:         []netip.Addr{netip.MustParseAddr("192.0.2.100"), netip.MustParseAddr("192.0.2.101")},
-		NodeSelector:      map[string]string{"rack": "a1"},
-		Interfaces:        []string{"eth1"},
-		InterfaceMatchers: []InterfaceMatcher{{Name: "eth1"}},
-		Health:            &Health{TCP: "localhost:6443", Interval: time.Second, Timeout: 500 * time.Millisecond},
+		Name:         "apiserver",
+		Mode:         ModeL2,
+		Addresses:    []netip.Addr{netip.MustParseAddr("192.0.2.100"), netip.MustParseAddr("192.0.2.101")},
+		NodeSelector: map[string]string{"rack": "a1"},
+		Interfaces:   []string{"eth1"},
+		Health:       &Health{TCP: "localhost:6443", Interval: time.Second, Timeout: 500 * time.Millisecond},
 	}, {
 		Name:      "dns",
 		Mode:      ModeBGP,
@@ -366,13 +364,13 @@ func TestShipped(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load:\n%v", err)
 			}
-			if diff := cmp.Diff(rawKey, c.Gossip.SecretKey); diff != "" {
+			if diff := cmp.Diff([][]byte{rawKey}, c.Gossip.SecretKeys); diff != "" {
 				t.Errorf("key (-want +got):\n%s", diff)
 			}
 			if filepath.Base(file) == "hostlb.toml" {
 				// The shipped file spells out every default.
 				want := defaults("node-1")
-				want.Gossip.SecretKey = rawKey
+				want.Gossip.SecretKeys = [][]byte{rawKey}
 				want.Kubernetes.KubeconfigData = []byte(testKubeconfig)
 				if diff := cmp.Diff(want, c, cmpConfig); diff != "" {
 					t.Errorf("shipped file differs from Default() (-want +got):\n%s", diff)
@@ -391,7 +389,7 @@ func TestShippedCoversSchema(t *testing.T) {
 	}
 	for _, k := range []string{
 		"[node]", "name =", "labels =", "[log]", "level =", "format =", "[gossip]", "bind =", "advertise =", "join =",
-		"secret_key_file =", "insecure_plaintext =", "profile =", "[l2]", "interfaces =", "exclude =",
+		"secret_key_file =", "insecure_plaintext =", "profile =", "cluster =", "[l2]", "interfaces =", "exclude =",
 		"gratuitous_count =", "gratuitous_interval =", "refresh_interval =", "[bgp]", "asn =", "router_id =",
 		"listen_port =", "[[bgp.peer]]", "address =", "port =", "source_address =", "hold_time =",
 		"keepalive_time =", "ebgp_multihop =", "password_file =", "graceful_restart =", "bfd =", "min_rx =",
@@ -408,25 +406,38 @@ func TestShippedCoversSchema(t *testing.T) {
 
 func TestGossipKey(t *testing.T) {
 	const conf = "[gossip]\nsecret_key_file = \"gossip.key\"\n"
+	key2 := []byte("fedcba9876543210FEDCBA9876543210")
+	b64Key2 := base64.StdEncoding.EncodeToString(key2)
+	const want = "; want one base64-encoded 32-byte key per line, the first one used to send (create one with: umask 027; hostlbctl keygen > /etc/hostlb/gossip.key; chgrp hostlb /etc/hostlb/gossip.key)"
 	for _, tc := range []struct {
 		name    string
 		content *string // nil: no file
-		want    []byte
+		want    [][]byte
 		msg     string
 	}{
-		{name: "raw", content: ptr(string(rawKey)), want: rawKey},
-		{name: "base64", content: ptr(b64Key), want: rawKey},
-		{name: "base64 newline", content: ptr(b64Key + "\r\n \n"), want: rawKey},
+		{name: "raw", content: ptr(string(rawKey)), want: [][]byte{rawKey}},
+		{name: "base64", content: ptr(b64Key), want: [][]byte{rawKey}},
+		{name: "base64 newline", content: ptr(b64Key + "\r\n \n"), want: [][]byte{rawKey}},
+		{name: "two keys, primary first", content: ptr(b64Key2 + "\n" + b64Key + "\n"), want: [][]byte{key2, rawKey}},
+		{name: "comments and blank lines", content: ptr("# rotation 2024-05: new key first\n\n  " + b64Key + "  \r\n# old\n" + b64Key2 + "\n"),
+			want: [][]byte{rawKey, key2}},
 		{name: "raw newline is not raw", content: ptr(string(rawKey) + "\n"),
-			msg: "/etc/hostlb/gossip.key holds the base64 of 24 bytes; want 32"},
+			msg: "/etc/hostlb/gossip.key line 1 holds the base64 of 24 bytes" + want},
 		{name: "binary", content: ptr("\x00\xff" + string(rawKey)),
-			msg: "/etc/hostlb/gossip.key holds 34 bytes, neither a raw key nor base64; want 32 random bytes, raw or base64-encoded (create one with: hostlbctl keygen > /etc/hostlb/gossip.key; chmod 0640, group hostlb)"},
-		{name: "short base64", content: ptr(base64.StdEncoding.EncodeToString(rawKey[:16])),
-			msg: "/etc/hostlb/gossip.key holds the base64 of 16 bytes; want 32"},
-		{name: "short raw", content: ptr("abc"), msg: "holds 3 bytes"},
+			msg: "/etc/hostlb/gossip.key line 1 is not base64 (nor is the file one raw 32-byte key)" + want},
+		{name: "bad second line", content: ptr(b64Key + "\n" + base64.StdEncoding.EncodeToString(rawKey[:16]) + "\n"),
+			msg: "/etc/hostlb/gossip.key line 2 holds the base64 of 16 bytes; want"},
+		{name: "two keys on one line", content: ptr(b64Key + " " + b64Key2),
+			msg: "/etc/hostlb/gossip.key line 1 is not base64"},
+		{name: "repeated key", content: ptr(b64Key + "\n# again\n" + b64Key + "\n"),
+			msg: "/etc/hostlb/gossip.key line 3 repeats the key of line 1"},
+		{name: "short raw", content: ptr("abc"), msg: "line 1 is not base64"},
+		{name: "only comments", content: ptr("# no key yet\n\n"), msg: "/etc/hostlb/gossip.key holds no key, only blank lines and comments"},
 		{name: "empty", content: ptr(""), msg: "/etc/hostlb/gossip.key is empty"},
+		{name: "too large", content: ptr(strings.Repeat("#\n", KeyFileLimit/2+1)),
+			msg: "/etc/hostlb/gossip.key is 65538 bytes, more than the 64 KiB this file may hold"},
 		{name: "missing",
-			msg: "open /etc/hostlb/gossip.key: file does not exist (create one with: hostlbctl keygen > /etc/hostlb/gossip.key; chmod 0640, group hostlb)"},
+			msg: "open /etc/hostlb/gossip.key: file does not exist (create one with: umask 027; hostlbctl keygen > /etc/hostlb/gossip.key; chgrp hostlb /etc/hostlb/gossip.key)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			files := map[string]string{}
@@ -440,8 +451,8 @@ func TestGossipKey(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if diff := cmp.Diff(tc.want, c.Gossip.SecretKey); diff != "" {
-					t.Errorf("key (-want +got):\n%s", diff)
+				if diff := cmp.Diff(tc.want, c.Gossip.SecretKeys); diff != "" {
+					t.Errorf("keys (-want +got):\n%s", diff)
 				}
 				return
 			}
@@ -468,7 +479,7 @@ func TestGossipKeyRealFiles(t *testing.T) {
 	if diff := cmp.Diff([]string{"4:gossip.secret_key_file"}, where(t, err)); diff != "" {
 		t.Fatalf("(-want +got):\n%s", diff)
 	}
-	if !errors.Is(err, fs.ErrNotExist) && !strings.Contains(err.Error(), "no such file or directory (create one with: hostlbctl keygen > "+filepath.Join(dir, "gossip.key")) {
+	if !errors.Is(err, fs.ErrNotExist) && !strings.Contains(err.Error(), "no such file or directory (create one with: umask 027; hostlbctl keygen > "+filepath.Join(dir, "gossip.key")) {
 		t.Errorf("unexpected error: %v", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "gossip.key"), rawKey, 0o640); err != nil {
@@ -478,7 +489,7 @@ func TestGossipKeyRealFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(rawKey, c.Gossip.SecretKey); diff != "" {
+	if diff := cmp.Diff([][]byte{rawKey}, c.Gossip.SecretKeys); diff != "" {
 		t.Errorf("key (-want +got):\n%s", diff)
 	}
 	if c.Gossip.SecretKeyFile != filepath.Join(dir, "gossip.key") {
@@ -499,8 +510,8 @@ func TestInsecurePlaintext(t *testing.T) {
 	o := testOptions()
 	o.ReadFile = fakeFiles(nil)
 	c := mustParse(t, o, "x.toml", []byte("[gossip]\ninsecure_plaintext = true\nsecret_key_file = \"/nonexistent\"\n"))
-	if c.Gossip.SecretKey != nil || !c.Gossip.InsecurePlaintext {
-		t.Errorf("got key %v plaintext %v", c.Gossip.SecretKey, c.Gossip.InsecurePlaintext)
+	if c.Gossip.SecretKeys != nil || !c.Gossip.InsecurePlaintext {
+		t.Errorf("got keys %v plaintext %v", c.Gossip.SecretKeys, c.Gossip.InsecurePlaintext)
 	}
 }
 
@@ -583,34 +594,59 @@ func TestColumnsCountCharacters(t *testing.T) {
 	}
 }
 
-func TestL2Allowed(t *testing.T) {
-	c := mustParse(t, testOptions(), "x.toml", []byte("[l2]\ninterfaces = [\"docker0\", \"/^eth/\", \"/^veth/\"]\n"))
-	for ifname, want := range map[string]bool{
-		"docker0": true, // named: exclude does not apply
-		"eth0":    true,
-		"veth1":   false, // regex match, but excluded
-		"bond0":   false, // not listed
-	} {
-		if got := c.L2.Allowed(ifname); got != want {
-			t.Errorf("Allowed(%q) = %v, want %v", ifname, got, want)
+// What [l2] decodes to selects interfaces through netif.NewSelector, the
+// one implementation the L2 output runs; config only checks the entries
+// with the same parser.
+func TestL2PatternsSelect(t *testing.T) {
+	selected := func(t *testing.T, l L2) map[string]bool {
+		t.Helper()
+		s, err := netif.NewSelector(l.Interfaces, l.Exclude)
+		if err != nil {
+			t.Fatalf("config accepted what the selector rejects: %v", err)
 		}
+		var links []netif.Link
+		for i, n := range []string{"eth0", "veth0", "docker0", "bond0", "lo0", "hostlb0", "veth1"} {
+			links = append(links, netif.Link{Index: i + 1, Name: n, Up: true, Broadcast: true})
+		}
+		st := netif.NewState(links...)
+		got := map[string]bool{}
+		for _, l := range links {
+			got[l.Name] = s.Check(st, l) == ""
+		}
+		return got
 	}
-	d := defaults("n")
-	for ifname, want := range map[string]bool{"eth0": true, "docker0": false, "lo": false, "lo0": true, "hostlb0": false} {
-		if got := d.L2.Allowed(ifname); got != want {
-			t.Errorf("default Allowed(%q) = %v, want %v", ifname, got, want)
-		}
+	tests := []struct {
+		name, toml string
+		want       map[string]bool
+	}{{
+		// The review's case: the slashes were once compiled into the pattern.
+		name: "slashed exclude", toml: "[l2]\nexclude = [\"/^veth/\"]\n",
+		want: map[string]bool{"eth0": true, "veth0": false, "docker0": true, "bond0": true, "lo0": true, "hostlb0": true, "veth1": false},
+	}, {
+		name: "defaults", toml: "",
+		want: map[string]bool{"eth0": true, "veth0": false, "docker0": false, "bond0": true, "lo0": true, "hostlb0": false, "veth1": false},
+	}, {
+		name: "names beat excludes, regexes do not", toml: "[l2]\ninterfaces = [\"docker0\", \"/^eth/\", \"/^veth/\"]\n",
+		want: map[string]bool{"eth0": true, "veth0": false, "docker0": true, "bond0": false, "lo0": false, "hostlb0": false, "veth1": false},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustParse(t, testOptions(), "x.toml", []byte(tt.toml))
+			if diff := cmp.Diff(tt.want, selected(t, c.L2)); diff != "" {
+				t.Errorf("selected (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
 func TestKubeconfig(t *testing.T) {
-	missing := func(name string) ([]byte, error) {
+	missing := func(name string, _ int64) ([]byte, error) {
 		if name == "/etc/hostlb/gossip.key" {
 			return []byte(b64Key), nil
 		}
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
-	denied := func(name string) ([]byte, error) {
+	denied := func(name string, _ int64) ([]byte, error) {
 		if name == "/etc/hostlb/gossip.key" {
 			return []byte(b64Key), nil
 		}
@@ -618,7 +654,7 @@ func TestKubeconfig(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, conf string
-		read       func(string) ([]byte, error)
+		read       func(string, int64) ([]byte, error)
 		where      []string
 		msg        string
 	}{

@@ -6,10 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hostlb/hostlb/netif"
 )
 
 // decoder walks the tree against the schema, collecting every problem.
@@ -350,46 +351,33 @@ func (d *decoder) hostPort(key, s string, p pos, emptyHostOK bool) bool {
 	return true
 }
 
-// interfaces decodes a list of interface names and /regex/ entries.
-func (d *decoder) interfaces(key string, v *node, raw *[]string, ms *[]InterfaceMatcher) {
-	var outRaw []string
-	var outM []InterfaceMatcher
-	ok := d.strings(key, v, func(k string, _ int, s string, p pos) {
-		m, good := d.interfaceMatcher(k, s, p)
-		if good {
-			outRaw = append(outRaw, s)
-			outM = append(outM, m)
+// interfacePatterns decodes a list of interface patterns: `interfaces`
+// entries (names or /regex/) or `exclude` entries (regular expressions),
+// checked by parse, netif's own parser, so that what decodes here is
+// exactly what the L2 output accepts. dst is set only when every entry is
+// good.
+func (d *decoder) interfacePatterns(key string, v *node, dst *[]string, parse func(string) error) {
+	var out []string
+	good := d.strings(key, v, func(k string, _ int, s string, p pos) {
+		if err := parse(s); err != nil {
+			d.errorf(p, k, "%v", err)
+			return
 		}
+		out = append(out, s)
 	})
-	if ok {
-		*raw = append([]string{}, outRaw...)
-		*ms = append([]InterfaceMatcher{}, outM...)
+	if good && len(out) == len(v.items) {
+		*dst = append([]string{}, out...)
 	}
 }
 
-func (d *decoder) interfaceMatcher(key, s string, p pos) (InterfaceMatcher, bool) {
-	if len(s) >= 2 && strings.HasPrefix(s, "/") && strings.HasSuffix(s, "/") {
-		re, ok := d.regexp(key, s[1:len(s)-1], p)
-		return InterfaceMatcher{Regexp: re}, ok
-	}
-	if s == "" || len(s) > 15 || strings.ContainsAny(s, "/ \t\n:") || s == "." || s == ".." {
-		d.errorf(p, key, "%q is not an interface name (at most 15 characters, no '/', ':' or spaces) or a /regex/", s)
-		return InterfaceMatcher{}, false
-	}
-	return InterfaceMatcher{Name: s}, true
+func checkPattern(s string) error {
+	_, err := netif.ParsePattern(s)
+	return err
 }
 
-func (d *decoder) regexp(key, s string, p pos) (*regexp.Regexp, bool) {
-	if s == "" {
-		d.errorf(p, key, "empty regular expression matches every interface")
-		return nil, false
-	}
-	re, err := regexp.Compile(s)
-	if err != nil {
-		d.errorf(p, key, "bad regular expression %q: %v", s, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
-		return nil, false
-	}
-	return re, true
+func checkExclude(s string) error {
+	_, err := netif.ParseExclude(s)
+	return err
 }
 
 // path decodes a file path; relative ones are resolved against the config

@@ -9,10 +9,19 @@
 //
 // Values are normalised at the edge: addresses are net/netip values, times
 // are time.Duration, the log level is a slog.Level, interface patterns are
-// compiled, and the files the config points at (the gossip key, BGP
+// checked by netif's own parser (netif.ParsePattern, ParseExclude: the code
+// that selects interfaces at run time, so the two cannot disagree on
+// "/regex/"), and the files the config points at (the gossip key, BGP
 // passwords) are read and checked while loading, so a reload either yields a
 // config that works or keeps the old one. Relative paths in the file are
 // resolved against the file's own directory.
+//
+// Those files, and the kubeconfig, are secrets: ReadSecret (secret.go)
+// reads them without ever blocking (O_NONBLOCK: a FIFO is refused, not
+// waited on) and at most a bounded size, and refuses anything but a regular
+// file owned by root or the daemon's user that others can neither read nor
+// write, naming the fix. The gossip key file holds one base64 key per line,
+// the first the one that encrypts (decodeKeys).
 //
 // How it works: the document is checked by go-toml, then turned into a small
 // tree that remembers the position of every key and value (tree.go); the

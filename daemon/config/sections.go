@@ -145,6 +145,17 @@ func (d *decoder) gossip(path string, v *node, g *Gossip) {
 		handler{"secret_key_file", func(k string, v *node) { d.path(k, v, &g.SecretKeyFile) }},
 		handler{"insecure_plaintext", func(k string, v *node) { d.boolean(k, v, &g.InsecurePlaintext) }},
 		handler{"profile", func(k string, v *node) { d.oneOf(k, v, &g.Profile, ProfileFast, ProfileLAN, ProfileWAN) }},
+		handler{"cluster", func(k string, v *node) {
+			var s string
+			if !d.str(k, v, &s) {
+				return
+			}
+			if s != "" && (len(s) > 63 || !vipName.MatchString(s)) {
+				d.errorf(v.pos, k, "%q is not a cluster name (at most 63 letters, digits, '-', '_', '.'; \"\" for none)", s)
+				return
+			}
+			g.Cluster = s
+		}},
 	)
 	// advertise and join default their port to the bind port, which may be
 	// written after them; hence this second step.
@@ -202,25 +213,8 @@ func (d *decoder) addrPort(key, s string, p pos, defPort uint16) (netip.AddrPort
 
 func (d *decoder) l2(path string, v *node, l *L2) {
 	d.table(path, v,
-		handler{"interfaces", func(k string, v *node) { d.interfaces(k, v, &l.Interfaces, &l.InterfaceMatchers) }},
-		handler{"exclude", func(k string, v *node) {
-			var raw []string
-			var res []*regexp.Regexp
-			if d.strings(k, v, func(k string, _ int, s string, p pos) {
-				pat := s
-				// "/re/" is accepted too, as in interfaces; interface names
-				// never contain '/', so nothing is lost.
-				if len(pat) >= 2 && strings.HasPrefix(pat, "/") && strings.HasSuffix(pat, "/") {
-					pat = pat[1 : len(pat)-1]
-				}
-				if re, ok := d.regexp(k, pat, p); ok {
-					raw = append(raw, s)
-					res = append(res, re)
-				}
-			}) && len(raw) == len(v.items) {
-				l.ExcludeRaw, l.Exclude = append([]string{}, raw...), append([]*regexp.Regexp{}, res...)
-			}
-		}},
+		handler{"interfaces", func(k string, v *node) { d.interfacePatterns(k, v, &l.Interfaces, checkPattern) }},
+		handler{"exclude", func(k string, v *node) { d.interfacePatterns(k, v, &l.Exclude, checkExclude) }},
 		handler{"gratuitous_count", func(k string, v *node) { d.intInto(k, v, 0, 100, &l.GratuitousCount) }},
 		handler{"gratuitous_interval", func(k string, v *node) { d.duration(k, v, &l.GratuitousInterval) }},
 		handler{"refresh_interval", func(k string, v *node) { d.duration(k, v, &l.RefreshInterval) }},
@@ -416,7 +410,7 @@ func (d *decoder) vips(path string, v *node) []VIP {
 					vip.NodeSelector = m
 				}
 			}},
-			handler{"interfaces", func(k string, v *node) { d.interfaces(k, v, &vip.Interfaces, &vip.InterfaceMatchers) }},
+			handler{"interfaces", func(k string, v *node) { d.interfacePatterns(k, v, &vip.Interfaces, checkPattern) }},
 			handler{"local", func(k string, v *node) { d.boolean(k, v, &vip.Local) }},
 			handler{"health", func(k string, v *node) {
 				h := defaultHealth()

@@ -39,8 +39,11 @@ func (d *decoder) validateKubernetes(k *Kubernetes) {
 		return
 	}
 	p := d.posOf(key)
-	data, err := d.opts.ReadFile(k.Kubeconfig)
+	data, err := d.opts.ReadFile(k.Kubeconfig, KubeconfigLimit)
+	var se *SecretFileError
 	switch {
+	case errors.As(err, &se):
+		d.errorf(p, key, "%v", err)
 	case errors.Is(err, fs.ErrNotExist):
 		d.errorf(p, key, "%v (write it with: hostlbctl kubeconfig --server https://API-SERVER:6443 --out %s; "+
 			"or set kubernetes.enabled = false on a host without Kubernetes)", err, k.Kubeconfig)
@@ -78,20 +81,24 @@ func (d *decoder) validateNode(cfg *Config) {
 func (d *decoder) validateGossip(g *Gossip) {
 	const key = "gossip.secret_key_file"
 	if g.InsecurePlaintext {
-		g.SecretKey = nil
+		g.SecretKeys = nil
 		return
 	}
 	if d.hasErr(key) || d.hasErr("gossip.insecure_plaintext") {
 		return
 	}
 	p := d.posOf(key)
-	create := fmt.Sprintf("create one with: hostlbctl keygen > %s; chmod 0640, group hostlb", g.SecretKeyFile)
+	create := fmt.Sprintf("create one with: umask 027; hostlbctl keygen > %s; chgrp hostlb %[1]s", g.SecretKeyFile)
 	if g.SecretKeyFile == "" {
 		d.errorf(p, key, "is empty; gossip needs a key unless gossip.insecure_plaintext = true")
 		return
 	}
-	data, err := d.opts.ReadFile(g.SecretKeyFile)
+	data, err := d.opts.ReadFile(g.SecretKeyFile, KeyFileLimit)
+	var se *SecretFileError
 	switch {
+	case errors.As(err, &se):
+		d.errorf(p, key, "%v", err)
+		return
 	case errors.Is(err, fs.ErrNotExist):
 		d.errorf(p, key, "%v (%s)", err, create)
 		return
@@ -102,32 +109,52 @@ func (d *decoder) validateGossip(g *Gossip) {
 		d.errorf(p, key, "%v", err)
 		return
 	}
-	k, msg := decodeKey(data)
+	keys, msg := decodeKeys(data)
 	if msg != "" {
-		d.errorf(p, key, "%s %s; want %d random bytes, raw or base64-encoded (%s)", g.SecretKeyFile, msg, keySize, create)
+		d.errorf(p, key, "%s %s; want one base64-encoded %d-byte key per line, the first one used to send (%s)",
+			g.SecretKeyFile, msg, keySize, create)
 		return
 	}
-	g.SecretKey = k
+	g.SecretKeys = keys
 }
 
-// decodeKey accepts exactly 32 raw bytes, or their standard base64 encoding
-// followed by optional white space (a trailing newline from echo or an
-// editor). Raw wins: 32 bytes can never be the base64 of 32 bytes (44).
-func decodeKey(data []byte) ([]byte, string) {
+// decodeKeys reads a key file: one standard base64 key per line, the
+// primary (the one that encrypts) first; blank lines and lines starting
+// with '#' are ignored, and so is white space around a key (a trailing
+// newline from echo or an editor, CRLF). A file of exactly 32 bytes is one
+// raw key, as hostlb first accepted: 32 bytes can never be a base64 key
+// line (44 characters). msg says what is wrong, "" when nothing is.
+func decodeKeys(data []byte) ([][]byte, string) {
 	if len(data) == keySize {
-		return bytes.Clone(data), ""
+		return [][]byte{bytes.Clone(data)}, ""
 	}
-	text := bytes.TrimRight(data, " \t\r\n")
-	k, err := base64.StdEncoding.DecodeString(string(text))
-	switch {
-	case len(data) == 0:
+	if len(data) == 0 {
 		return nil, "is empty"
-	case err != nil:
-		return nil, fmt.Sprintf("holds %d bytes, neither a raw key nor base64", len(data))
-	case len(k) != keySize:
-		return nil, fmt.Sprintf("holds the base64 of %d bytes", len(k))
 	}
-	return k, ""
+	var keys [][]byte
+	seen := map[string]int{}
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(string(line))
+		switch {
+		case err != nil:
+			return nil, fmt.Sprintf("line %d is not base64 (nor is the file one raw %d-byte key)", i+1, keySize)
+		case len(k) != keySize:
+			return nil, fmt.Sprintf("line %d holds the base64 of %d bytes", i+1, len(k))
+		}
+		if j, dup := seen[string(k)]; dup {
+			return nil, fmt.Sprintf("line %d repeats the key of line %d", i+1, j)
+		}
+		seen[string(k)] = i + 1
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, "holds no key, only blank lines and comments"
+	}
+	return keys, ""
 }
 
 func (d *decoder) validateBGP(b *BGP) {
@@ -174,8 +201,12 @@ func (d *decoder) validateBGP(b *BGP) {
 
 func (d *decoder) readPassword(key string, p *BGPPeer) {
 	at := d.posOf(key)
-	data, err := d.opts.ReadFile(p.PasswordFile)
+	data, err := d.opts.ReadFile(p.PasswordFile, PasswordLimit)
+	var se *SecretFileError
 	switch {
+	case errors.As(err, &se):
+		d.errorf(at, key, "%v", err)
+		return
 	case errors.Is(err, fs.ErrNotExist):
 		d.errorf(at, key, "%v (put the TCP-MD5 password in it, mode 0640, group hostlb; or set password_file = \"\" for no password)", err)
 		return
