@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 
 	"github.com/hostlb/hostlb/daemon/config"
@@ -86,4 +88,21 @@ func RingConfig(cfg *config.Config, log *slog.Logger, onChange func(urgent bool)
 			onChange(u)
 		},
 	}
+}
+
+// CheckRingMeta reports whether the node's gossip metadata fits, at its
+// largest generations and counts, with the configured labels and this
+// version: a configuration whose labels do not fit is refused by
+// --check-config and at start (exit 2), not by the ring on every restart.
+// (The names of VIPs failing their health check are added to it at run
+// time and are not checked here.)
+func CheckRingMeta(cfg *config.Config) error {
+	err := gossip.CheckMeta(gossip.Meta{
+		Gen: math.MaxUint64, Version: version.Version, Labels: cfg.Node.Labels, Health: gossip.HealthDraining,
+		Leaving: true, AnnounceGen: math.MaxUint64, AnnounceCount: math.MaxInt32,
+	})
+	if err != nil {
+		return fmt.Errorf("node.labels: %w", err)
+	}
+	return nil
 }

@@ -109,6 +109,13 @@ type Meta struct {
 //
 // where string is uvarint(len) followed by the bytes, and flags bit 0 is
 // Leaving.
+// CheckMeta returns the error New or SetLabels would return for metadata
+// m: whether it fits memberlist's MetaMaxSize.
+func CheckMeta(m Meta) error {
+	_, err := encodeMeta(m)
+	return err
+}
+
 func encodeMeta(m Meta) ([]byte, error) {
 	b := []byte{formatV1}
 	b = binary.AppendUvarint(b, m.Gen)

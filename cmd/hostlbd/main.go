@@ -69,6 +69,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	cfg, err := config.Load(*path)
+	if err == nil {
+		if merr := daemon.CheckRingMeta(cfg); merr != nil {
+			err = fmt.Errorf("%s: %w", *path, merr)
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		if *checkConfig {

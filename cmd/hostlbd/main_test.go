@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"errors"
 	"net"
 	"os"
@@ -278,5 +279,31 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCheckConfigRefusesLabelsTheRingCannotCarry: labels that overflow the
+// gossip metadata are a configuration error (exit 2) at --check-config,
+// not a daemon that starts and is refused by the ring on every restart.
+func TestCheckConfigRefusesLabelsTheRingCannotCarry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "labels.toml")
+	var labels []string // ten valid labels of ~80 bytes each: 800 bytes
+	for i := range 10 {
+		labels = append(labels, fmt.Sprintf("label-%02d-%s = %q", i, strings.Repeat("k", 12), strings.Repeat("v", 60)))
+	}
+	writeFile(t, path, `[node]
+name = "n1"
+labels = { `+strings.Join(labels, ", ")+` }
+[gossip]
+insecure_plaintext = true
+[kubernetes]
+enabled = false
+`)
+	var out, errb bytes.Buffer
+	if code := run([]string{"--config", path, "--check-config"}, &out, &errb); code != 2 {
+		t.Fatalf("exit %d, want 2; stdout %s; stderr %s", code, out.String(), errb.String())
+	}
+	if !strings.Contains(errb.String(), "node.labels") || !strings.Contains(errb.String(), "512") {
+		t.Errorf("stderr does not name node.labels and the limit:\n%s", errb.String())
 	}
 }
