@@ -101,6 +101,13 @@ type Meta struct {
 	Unhealthy []string
 }
 
+// CheckMeta returns the error New or SetLabels would return for metadata
+// m: whether it fits memberlist's MetaMaxSize.
+func CheckMeta(m Meta) error {
+	_, err := encodeMeta(m)
+	return err
+}
+
 // encodeMeta encodes m in format 1:
 //
 //	format(1) uvarint(Gen) health(1) flags(1) uvarint(AnnounceGen) uvarint(AnnounceCount)
@@ -109,13 +116,6 @@ type Meta struct {
 //
 // where string is uvarint(len) followed by the bytes, and flags bit 0 is
 // Leaving.
-// CheckMeta returns the error New or SetLabels would return for metadata
-// m: whether it fits memberlist's MetaMaxSize.
-func CheckMeta(m Meta) error {
-	_, err := encodeMeta(m)
-	return err
-}
-
 func encodeMeta(m Meta) ([]byte, error) {
 	b := []byte{formatV1}
 	b = binary.AppendUvarint(b, m.Gen)
