@@ -20,7 +20,8 @@ type LogMessage struct {
 
 // LogMessages are the lines that say how the ring and the Events fared:
 // false failure detections under load, what the ownership check saw, the
-// Events the daemon recorded and those client-go says it dropped.
+// Events the daemon recorded and those client-go or hostlb's own Event
+// queue says it dropped.
 var LogMessages = []LogMessage{
 	{Label: "a peer declared dead (gossip)", Match: `msg="gossip member dead"`},
 	{Label: "started announcing an IP", Match: `msg=announcing `, Event: true},
@@ -30,6 +31,8 @@ var LogMessages = []LogMessage{
 	{Label: "IPAM: IP allocated", Match: `msg="IPAM: IP allocated"`, Event: true},
 	{Label: "IPAM: IP released", Match: `msg="IPAM: IP released"`, Event: true},
 	{Label: "Event dropped (client-go queue full)", Match: `too many queued events`},
+	{Label: "Events dropped (hostlb's queue full; a line per minute)", Match: `msg="Events dropped`},
+	{Label: "Event not written (API refused or away)", Match: `msg="Event not written"`},
 }
 
 // EventsDue sums the counts (CountLog's, of LogMessages) of the lines that
