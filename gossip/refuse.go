@@ -122,4 +122,9 @@ func (c *conflicts) NotifyConflict(existing, other *memberlist.Node) {
 	s.conflict = fmt.Sprintf("another gossip member uses this node's name %q, from %s", existing.Name, other.Address())
 	s.conflAt = s.clock()
 	s.mu.Unlock()
+	// An event, so that the daemon looks at Refused now.
+	r.mu.Lock()
+	r.pending = append(r.pending, Event{Kind: EventConflict, Node: other.Name, Addr: nodeAddr(other), Time: time.Now()})
+	r.mu.Unlock()
+	r.wake()
 }

@@ -65,10 +65,11 @@ const (
 	EventLeave                      // left gracefully
 	EventDead                       // declared dead
 	EventAnnounced                  // its announced set changed
+	EventConflict                   // another member uses this node's name (Node, Addr: the other)
 )
 
 func (k EventKind) String() string {
-	return [...]string{"join", "update", "leave", "dead", "announced"}[k]
+	return [...]string{"join", "update", "leave", "dead", "announced", "conflict"}[k]
 }
 
 // Event is one member change, for Config.OnEvent.

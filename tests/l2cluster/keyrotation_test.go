@@ -24,6 +24,8 @@ import (
 // config: tests/failover's daemons run without a gossip key.
 type daemon struct {
 	node    *failover.Node
+	name    string   // [node] name; default the node's
+	join    []string // [gossip] join; default every other node of the cluster
 	dir     string
 	keyFile string
 	logPath string
@@ -84,9 +86,16 @@ func (d *daemon) start(t *testing.T, c *failover.Cluster, bin string) {
 	n := d.node
 	var join []string
 	for _, o := range c.Nodes {
-		if o != n {
+		if o != n && d.join == nil {
 			join = append(join, fmt.Sprintf("%q", netip.AddrPortFrom(o.Addr, 7947).String()))
 		}
+	}
+	for _, s := range d.join {
+		join = append(join, fmt.Sprintf("%q", s))
+	}
+	name := n.Name
+	if d.name != "" {
+		name = d.name
 	}
 	var addrs []string
 	for _, a := range c.VIPs() {
@@ -114,7 +123,7 @@ socket = %q
 name = "web"
 addresses = [%s]
 local = true
-`, n.Name, netip.AddrPortFrom(n.Addr, 7947).String(), strings.Join(join, ", "),
+`, name, netip.AddrPortFrom(n.Addr, 7947).String(), strings.Join(join, ", "),
 		filepath.Join(d.dir, "hostlb.sock"), strings.Join(addrs, ", "))
 	path := filepath.Join(d.dir, "hostlb.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
