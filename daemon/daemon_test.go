@@ -177,15 +177,7 @@ func TestReloadKeepsRunningConfigOnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	startDaemon(t, d)
 	n.waitFor(t, is("READY"))
 	<-out.ch // the first state
 

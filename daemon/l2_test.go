@@ -115,6 +115,13 @@ func runDaemon(t *testing.T, opts Options) (cancel func() error) {
 	if g, ok := opts.Links.(*gatedLinks); ok {
 		g.SetOnChange(d.Trigger)
 	}
+	return startDaemon(t, d)
+}
+
+// startDaemon runs d until cancel, or the test's end: cancel stops it and
+// returns Run's error; the cleanup reports one it was not asked for.
+func startDaemon(t *testing.T, d *Daemon) (cancel func() error) {
+	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
@@ -133,7 +140,11 @@ func runDaemon(t *testing.T, opts Options) (cancel func() error) {
 			return nil
 		}
 	}
-	t.Cleanup(func() { _ = cancel() })
+	t.Cleanup(func() {
+		if err := cancel(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 	return cancel
 }
 

@@ -35,15 +35,7 @@ func TestReloadDuringStartupSendsNoReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	startDaemon(t, d)
 	n.waitFor(t, is("STATUS=starting"))
 
 	d.Reload() // what serveReloads does on SIGHUP
