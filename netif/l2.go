@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -104,6 +105,10 @@ type L2 struct {
 	closed    bool
 	ifaces    map[int]*l2Iface    // by link index
 	selectors map[string]Selector // compiled interface lists, by selectorKey
+	// refreshEvery is the last Sync's RefreshInterval; refreshing says
+	// whether the refresher (one goroutine for every address) runs.
+	refreshEvery time.Duration
+	refreshing   bool
 }
 
 // l2Iface is the responders of one interface and what they announce.
@@ -116,8 +121,11 @@ type l2Iface struct {
 
 type l2Addr struct {
 	vip    string
-	cancel context.CancelFunc // stops the burst and refresh
-	quiet  bool               // handing over: no burst or refresh running
+	cancel context.CancelFunc // stops the burst
+	quiet  bool               // handing over: no burst or refresh
+	// burstDone is set once the takeover burst is over: the refresher
+	// takes the address from then on.
+	burstDone *atomic.Bool
 }
 
 // NewL2 returns an inert L2 output: nothing opens until the first Sync.
@@ -153,6 +161,8 @@ func (l *L2) Sync(ctx context.Context, st State, cfg L2Config, want []L2Announce
 	if l.closed {
 		return ErrL2Closed
 	}
+	l.refreshEvery = cfg.RefreshInterval
+	defer l.startRefresh()
 	var errs []error
 	held, err := l.syncLocal(want)
 	if err != nil {
@@ -345,9 +355,13 @@ func (l *L2) syncIface(ifc *l2Iface, want map[netip.Addr]L2Announcement, cfg L2C
 // startAnnounce starts a's burst and refresh on r in the background.
 func (l *L2) startAnnounce(r Responder, ifname string, a L2Announcement, cfg L2Config) *l2Addr {
 	ctx, cancel := context.WithCancel(l.ctx)
+	done := new(atomic.Bool)
 	l.wg.Add(1)
-	go l.announce(ctx, r, ifname, a, cfg)
-	return &l2Addr{vip: a.VIP, cancel: cancel}
+	go func() {
+		defer done.Store(true)
+		l.announce(ctx, r, ifname, a, cfg)
+	}()
+	return &l2Addr{vip: a.VIP, cancel: cancel, burstDone: done}
 }
 
 func (ifc *l2Iface) responderFor(addr netip.Addr) Responder {
@@ -396,39 +410,91 @@ func (l *L2) ensureResponder(ifc *l2Iface, r Responder, need, v6 bool) (Responde
 	return r, nil
 }
 
-// announce sends the takeover burst, then refreshes periodically, until
-// ctx is cancelled or the address stops being owned by r.
+// announce sends the takeover burst, until ctx is cancelled or the address
+// stops being owned by r.
 func (l *L2) announce(ctx context.Context, r Responder, ifname string, a L2Announcement, cfg L2Config) {
 	defer l.wg.Done()
-	over := func(err error) bool {
-		return ctx.Err() != nil || errors.Is(err, ErrNotOwned) || errors.Is(err, ErrClosed)
-	}
-	if cfg.GratuitousCount > 0 {
-		err := r.Announce(ctx, a.Addr, cfg.GratuitousCount, cfg.GratuitousInterval)
-		if over(err) {
-			return
-		}
-		if err != nil {
-			l.log.Warn("gratuitous announcement failed", "vip", a.VIP, "addr", a.Addr, "iface", ifname, "err", err)
-		}
-	}
-	if cfg.RefreshInterval <= 0 {
+	if cfg.GratuitousCount <= 0 {
 		return
 	}
-	t := time.NewTicker(cfg.RefreshInterval)
+	err := r.Announce(ctx, a.Addr, cfg.GratuitousCount, cfg.GratuitousInterval)
+	if err != nil && !announceOver(ctx, err) {
+		l.log.Warn("gratuitous announcement failed", "vip", a.VIP, "addr", a.Addr, "iface", ifname, "err", err)
+	}
+}
+
+// announceOver says whether an announcement failed because the address is
+// no longer this responder's (or L2 is closing): nothing to report.
+func announceOver(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, ErrNotOwned) || errors.Is(err, ErrClosed)
+}
+
+// refreshItem is one address the refresher announces again.
+type refreshItem struct {
+	r      Responder
+	addr   netip.Addr
+	vip    string
+	ifname string
+}
+
+// startRefresh starts the refresher if refreshing is on and it does not
+// run. Called with l.mu held.
+func (l *L2) startRefresh() {
+	if l.refreshEvery <= 0 || l.refreshing || l.closed {
+		return
+	}
+	l.refreshing = true
+	l.wg.Add(1)
+	go l.refresh()
+}
+
+// refresh announces every owned address once per RefreshInterval (those
+// still in their takeover burst, or handing over, excepted), one after the
+// other, spread evenly over the interval: one goroutine and one timer for
+// 10,000 addresses as for one, and no burst of 10,000 frames at once. It
+// ends when refreshing is turned off or L2 closes.
+func (l *L2) refresh() {
+	defer l.wg.Done()
+	t := time.NewTimer(0)
 	defer t.Stop()
+	<-t.C
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		err := r.Announce(ctx, a.Addr, 1, 0)
-		if over(err) {
+		l.mu.Lock()
+		every := l.refreshEvery
+		if every <= 0 || l.closed {
+			l.refreshing = false
+			l.mu.Unlock()
 			return
 		}
-		if err != nil {
-			l.log.Debug("refresh announcement failed", "vip", a.VIP, "addr", a.Addr, "iface", ifname, "err", err)
+		var items []refreshItem
+		for _, idx := range slices.Sorted(maps.Keys(l.ifaces)) {
+			ifc := l.ifaces[idx]
+			for _, addr := range slices.SortedFunc(maps.Keys(ifc.addrs), netip.Addr.Compare) {
+				st := ifc.addrs[addr]
+				if r := ifc.responderFor(addr); r != nil && !st.quiet && st.burstDone != nil && st.burstDone.Load() {
+					items = append(items, refreshItem{r: r, addr: addr, vip: st.vip, ifname: ifc.link.Name})
+				}
+			}
+		}
+		l.mu.Unlock()
+		gap := every
+		if len(items) > 0 {
+			gap = every / time.Duration(len(items))
+		}
+		for i := 0; i == 0 || i < len(items); i++ {
+			t.Reset(gap)
+			select {
+			case <-l.ctx.Done():
+				return
+			case <-t.C:
+			}
+			if i >= len(items) {
+				break
+			}
+			it := items[i]
+			if err := it.r.Announce(l.ctx, it.addr, 1, 0); err != nil && !announceOver(l.ctx, err) {
+				l.log.Debug("refresh announcement failed", "vip", it.vip, "addr", it.addr, "iface", it.ifname, "err", err)
+			}
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/mdlayher/arp"
 	"go.uber.org/goleak"
 
 	"github.com/hostlb/hostlb/netif"
@@ -391,6 +393,48 @@ func TestL2Refresh(t *testing.T) {
 	e.cfg.GratuitousCount, e.cfg.RefreshInterval = 1, time.Millisecond
 	e.mustSync(t, ann(v4a))
 	waitFrames(t, e.lis.last(t, "arp eth0"), 8) // burst + refreshes
+}
+
+// TestL2RefreshOneGoroutineForAll: 200 owned addresses are refreshed by
+// one goroutine, spread over the interval: the goroutine count does not
+// grow with the addresses once their bursts are over, and every address is
+// announced again.
+func TestL2RefreshOneGoroutineForAll(t *testing.T) {
+	e := newL2Env(t, link(2, "eth0", mac1, "192.0.2.1/24"))
+	e.cfg.GratuitousCount, e.cfg.RefreshInterval = 1, 200*time.Millisecond
+	var anns []netif.L2Announcement
+	a := netip.MustParseAddr("192.0.2.20")
+	for range 200 {
+		anns = append(anns, ann(a))
+		a = a.Next()
+	}
+	before := runtime.NumGoroutine()
+	e.mustSync(t, anns...)
+	// Each announcement is a request and a reply: the burst is two frames
+	// per address, a refresh two more. Wait until every address has had
+	// its burst and the start of a refresh.
+	conn := e.lis.last(t, "arp eth0")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		seen := map[netip.Addr]int{}
+		for _, f := range conn.frames() {
+			var p arp.Packet
+			if err := p.UnmarshalBinary(f[14:]); err == nil {
+				seen[p.TargetIP]++
+			}
+		}
+		missing := slices.IndexFunc(anns, func(x netif.L2Announcement) bool { return seen[x.Addr] < 3 })
+		if missing < 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d frames, want a burst and a refresh", anns[missing].Addr, seen[anns[missing].Addr])
+		}
+		time.Sleep(5 * time.Millisecond) // polling the fake conn
+	}
+	if extra := runtime.NumGoroutine() - before; extra > 10 {
+		t.Errorf("%d more goroutines with 200 addresses refreshed; want a handful (responder, refresher)", extra)
+	}
 }
 
 func TestL2LocalAddresses(t *testing.T) {
