@@ -7,11 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
@@ -506,57 +502,15 @@ func (e *env) audit() []kubebench.Request {
 	return reqs
 }
 
-// heapProfile runs, in this process, the informers hostlbd runs
-// (kube.Source, with the daemon's kubeconfig and client settings) until
-// they hold every object, and writes a heap profile: where a follower's
-// memory goes (the leader adds its passes on top). It logs how much the
-// live heap grew.
+// heapProfile runs hostlbd's informers in this process (kubebench.
+// InformerProfile) and logs how much live heap they hold: where a
+// follower's memory goes (the leader adds its passes on top).
 func (e *env) heapProfile(ctx context.Context, kubeconfig, path string) {
 	e.b.Helper()
-	data, err := os.ReadFile(kubeconfig)
+	h, err := kubebench.InformerProfile(ctx, kubeconfig, nil, path)
 	if err != nil {
-		e.b.Fatal(err)
-	}
-	rc, err := kube.RESTConfig(data)
-	if err != nil {
-		e.b.Fatal(err)
-	}
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		e.b.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		e.b.Fatal(err)
-	}
-	var before, after goruntime.MemStats
-	goruntime.GC()
-	goruntime.ReadMemStats(&before)
-	src := kube.NewSource(kube.SourceOptions{Log: slog.New(slog.DiscardHandler), Client: client, Dynamic: dyn})
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- src.Run(sctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			e.b.Errorf("in-process informers: %v", err)
-		}
-	}()
-	select {
-	case <-src.Synced():
-	case <-time.After(2 * time.Minute):
-		e.b.Fatal("the in-process informers did not sync within 2 minutes")
-	}
-	goruntime.GC()
-	goruntime.ReadMemStats(&after)
-	f, err := os.Create(path)
-	if err != nil {
-		e.b.Fatal(err)
-	}
-	defer f.Close()
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
 		e.b.Fatal(err)
 	}
 	e.b.Logf("hostlbd's informers in-process: live heap +%s after GC (%d Services cached); heap profile %s",
-		kubebench.MiB(after.HeapAlloc-min(before.HeapAlloc, after.HeapAlloc)), len(src.Snapshot().Services), path)
+		kubebench.MiB(h.Live), h.Services, path)
 }

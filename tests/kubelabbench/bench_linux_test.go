@@ -7,10 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
-	goruntime "runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,8 +21,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 
@@ -691,60 +686,15 @@ func (e *env) leader(ctx context.Context) string {
 	return ""
 }
 
-// heapProfile runs, in this process, the informers hostlbd runs
-// (kube.Source, with the nodes' kubeconfig, dialling inside the lab) until
-// they hold every object, writes a heap profile, and returns a line on how
-// much live heap they hold: where a node's memory goes, before its own
-// passes.
+// heapProfile runs hostlbd's informers in this process, dialling inside
+// the lab (kubebench.InformerProfile), and returns a line on how much live
+// heap they hold: where a node's memory goes, before its own passes.
 func (e *env) heapProfile(ctx context.Context, path string) string {
 	e.b.Helper()
-	data, err := os.ReadFile(e.lab.Kubeconfig)
+	h, err := kubebench.InformerProfile(ctx, e.lab.Kubeconfig, e.lab.Cluster.DialContext, path)
 	if err != nil {
 		e.b.Fatal(err)
 	}
-	rc, err := kube.RESTConfig(data)
-	if err != nil {
-		e.b.Fatal(err)
-	}
-	rc.Dial = e.lab.Cluster.DialContext // the API's address exists only in the lab
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		e.b.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		e.b.Fatal(err)
-	}
-	var before, after goruntime.MemStats
-	goruntime.GC()
-	goruntime.ReadMemStats(&before)
-	src := kube.NewSource(kube.SourceOptions{Log: slog.New(slog.DiscardHandler), Client: client, Dynamic: dyn})
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- src.Run(sctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			e.b.Errorf("in-process informers: %v", err)
-		}
-	}()
-	select {
-	case <-src.Synced():
-	case <-time.After(2 * time.Minute):
-		e.b.Fatal("the in-process informers did not sync within 2 minutes")
-	}
-	goruntime.GC()
-	goruntime.ReadMemStats(&after)
-	f, err := os.Create(path)
-	if err != nil {
-		e.b.Fatal(err)
-	}
-	defer f.Close()
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
-		e.b.Fatal(err)
-	}
-	snap := src.Snapshot()
 	return fmt.Sprintf("hostlbd's informers run in the benchmark's process hold %s of live heap after GC (%s Services, %s EndpointSlices cached); heap profile %s",
-		kubebench.MiB(after.HeapAlloc-min(before.HeapAlloc, after.HeapAlloc)), kubebench.Thousands(len(snap.Services)),
-		kubebench.Thousands(len(snap.EndpointSlices)), path)
+		kubebench.MiB(h.Live), kubebench.Thousands(h.Services), kubebench.Thousands(h.EndpointSlices), path)
 }
