@@ -34,8 +34,14 @@ var (
 // Raw sockets make answering independent of the interface's own addresses:
 // ARP works on an interface with no IPv4 address, and NDP works before (or
 // without) a link-local address and its DAD, because each NA is sourced from
-// the VIP itself and the solicited-node groups are joined at the link layer
-// (PACKET_ADD_MEMBERSHIP, PACKET_MR_MULTICAST), not through the IPv6 stack.
+// the VIP itself and NS reach the packet socket through its link-layer
+// membership of each solicited-node group (PACKET_ADD_MEMBERSHIP,
+// PACKET_MR_MULTICAST). Each group is also joined in the kernel's IPv6 stack
+// (IPV6_JOIN_GROUP on sockets ListenNDP opens, see groupJoiner), only so that
+// the kernel sends MLDv2 reports (RFC 3810) and answers MLD queries: an
+// MLD-snooping switch forwards multicast NS only to ports that reported the
+// group. Those joins run in the background after SetOwned; a failure is
+// counted as "mld_join_errors" and retried on the next change, never fatal.
 //
 // A responder answers only for the addresses given to it with SetOwned (or
 // Add/Remove), and since one responder serves one interface, only on the

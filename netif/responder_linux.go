@@ -3,6 +3,7 @@
 package netif
 
 import (
+	"errors"
 	"fmt"
 	"net"
 
@@ -27,6 +28,12 @@ func ListenARP(ifi *net.Interface) (PacketConn, error) {
 // frames on ifi, filtered in the kernel to ICMPv6 Neighbor Solicitations
 // without extension headers, so the responder never sees data traffic. It
 // needs CAP_NET_RAW, and no IPv6 address (not even link-local) on ifi.
+//
+// The conn also carries IPv6 sockets through which the responder joins the
+// solicited-node groups in the kernel's IPv6 stack too, so the kernel sends
+// MLD reports for them (see groupJoiner); they are opened in the calling
+// thread's network namespace and closed with the conn. Their failure (IPv6
+// disabled) does not fail ListenNDP: NDP answering does not depend on them.
 func ListenNDP(ifi *net.Interface) (PacketConn, error) {
 	filter, err := bpf.Assemble(nsFilter)
 	if err != nil {
@@ -37,7 +44,24 @@ func ListenNDP(ifi *net.Interface) (PacketConn, error) {
 		return nil, fmt.Errorf("listen NDP on %q: %w", ifi.Name, err)
 	}
 	ignoreOutgoing(c)
-	return blocking(c, ifi.Name)
+	b, err := blocking(c, ifi.Name)
+	if err != nil {
+		return nil, err
+	}
+	return &ndpConn{PacketConn: b, mld: newMLDSockets(ifi)}, nil
+}
+
+// ndpConn is the packet socket of an NDPResponder plus its MLD sockets.
+type ndpConn struct {
+	PacketConn
+	mld *mldSockets
+}
+
+func (c *ndpConn) mldJoiner() groupJoiner { return c.mld }
+
+// Close closes the packet socket and the MLD sockets, leaving every group.
+func (c *ndpConn) Close() error {
+	return errors.Join(c.PacketConn.Close(), c.mld.Close())
 }
 
 // nsFilter accepts Ethernet frames carrying IPv6 with next header ICMPv6 and
