@@ -80,6 +80,8 @@ test-root: $(NFPM) kube-bins ## Tests under tests/ (systemd-nspawn, packages, la
 # Repetitions of each fault in the failover benchmark (tests/failover).
 FAILOVER_REPS ?= 30
 FAILOVER_FLAGS ?=
+# Forced two-owner conflicts in the conflict-resolution benchmark (tests/l2cluster).
+CONFLICT_RUNS ?= 20
 
 .PHONY: bench
 bench: kube-bins ## Benchmarks.
@@ -90,6 +92,7 @@ bench: kube-bins ## Benchmarks.
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m $(TESTFLAGS) ./tests/kubebench/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 25m $(TESTFLAGS) ./tests/kubelabbench/
 	$(GO) run ./tests/failover/cmd/failover -reps $(FAILOVER_REPS) $(FAILOVER_FLAGS)
+	$(GO) test -count=1 -run '^TestPartitionFencing$$' -v -timeout 15m $(TESTFLAGS) ./tests/l2cluster/ -l2cluster.conflict-runs $(CONFLICT_RUNS)
 
 .PHONY: kube-bins
 kube-bins: ## Build the pinned kube-apiserver, kube-controller-manager, etcd (tools/kube) once per pin.

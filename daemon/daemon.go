@@ -164,6 +164,7 @@ type Daemon struct {
 	// drained is closed by the first draining pass that leaves no L2 IP.
 	drained   chan struct{}
 	drainOnce sync.Once
+	fence     fenceState // wire conflicts (fence.go)
 
 	mu        sync.Mutex // guards the fields below
 	cfg       *config.Config
@@ -234,6 +235,7 @@ func (d *Daemon) TriggerPaced(reason string) { d.loop.TriggerPaced(reason) }
 // of announced sets alone waits for the pace.
 func (d *Daemon) GossipChanged(urgent bool) {
 	if urgent {
+		d.refreshPeers()
 		d.loop.Trigger("gossip")
 		return
 	}
@@ -495,6 +497,7 @@ func (d *Daemon) status(phase string) {
 		if unhealthy > 0 {
 			line += fmt.Sprintf("; %d VIPs failing their health check", unhealthy)
 		}
+		line += d.wireConflictSummary()
 		if perr != "" {
 			line += "; last reconcile FAILED, retrying (see journal)"
 		}

@@ -26,6 +26,9 @@ type ARPMessage struct {
 	SenderIP       netip.Addr
 	TargetHW       net.HardwareAddr
 	TargetIP       netip.Addr
+	// Marker is the hostlb marker after the ARP packet (fence.go); the
+	// zero Marker when the frame has none.
+	Marker Marker
 }
 
 // IsProbe reports whether m is an RFC 5227 §2.1.1 probe: a request whose
@@ -82,8 +85,13 @@ func ParseARP(b []byte) (ARPMessage, error) {
 		SenderIP: p.SenderIP,
 		TargetHW: p.TargetHardwareAddr,
 		TargetIP: p.TargetIP,
+		Marker:   parseMarker(eth.payload[arpPacketLen:]),
 	}, nil
 }
+
+// arpPacketLen is the size of an ARP packet for IPv4 over Ethernet; what
+// follows it in a frame is padding, or a hostlb marker.
+const arpPacketLen = 28
 
 // MarshalBinary builds the Ethernet frame for m.
 func (m ARPMessage) MarshalBinary() ([]byte, error) {
@@ -110,6 +118,9 @@ func (m ARPMessage) MarshalBinary() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal ARP: %w", err)
 	}
+	if m.Marker.IsHostlb() {
+		pb = appendMarker(pb, m.Marker)
+	}
 	return marshalEthernet(m.EthDst, m.EthSrc, ethernet.EtherTypeARP, pb)
 }
 
@@ -117,8 +128,9 @@ func (m ARPMessage) MarshalBinary() ([]byte, error) {
 // asker, with the asker's addresses as target. For an RFC 5227 probe the
 // target IP stays 0.0.0.0, which is what the prober looks for (§2.1.1: any
 // ARP packet whose sender IP is the probed address is a conflict).
-func arpReply(req ARPMessage, hw net.HardwareAddr) ARPMessage {
+func arpReply(req ARPMessage, hw net.HardwareAddr, m Marker) ARPMessage {
 	return ARPMessage{
+		Marker:   m,
 		EthDst:   req.SenderHW,
 		EthSrc:   hw,
 		Op:       arp.OperationReply,
@@ -134,14 +146,28 @@ func arpReply(req ARPMessage, hw net.HardwareAddr) ARPMessage {
 // address zero); the reply form is the older RFC 826-style gratuitous reply
 // that some hosts and switches only learn from (target hardware broadcast, as
 // keepalived and arping -A send it). Sending both reaches every kind.
-func gratuitousARP(ip netip.Addr, hw net.HardwareAddr) (request, reply ARPMessage) {
+func gratuitousARP(ip netip.Addr, hw net.HardwareAddr, m Marker) (request, reply ARPMessage) {
 	request = ARPMessage{
 		EthDst: broadcastMAC, EthSrc: hw, Op: arp.OperationRequest,
-		SenderHW: hw, SenderIP: ip, TargetHW: zeroMAC, TargetIP: ip,
+		SenderHW: hw, SenderIP: ip, TargetHW: zeroMAC, TargetIP: ip, Marker: m,
 	}
 	reply = ARPMessage{
 		EthDst: broadcastMAC, EthSrc: hw, Op: arp.OperationReply,
-		SenderHW: hw, SenderIP: ip, TargetHW: broadcastMAC, TargetIP: ip,
+		SenderHW: hw, SenderIP: ip, TargetHW: broadcastMAC, TargetIP: ip, Marker: m,
 	}
 	return request, reply
+}
+
+// arpProbe is an RFC 5227 probe for ip from hw (sender IP 0.0.0.0): it
+// asks who uses ip without claiming it, so no neighbour updates a cache. It
+// goes to broadcast, or to `to` when set (telling one node it won).
+func arpProbe(ip netip.Addr, hw net.HardwareAddr, m Marker, to [6]byte) ARPMessage {
+	dst := broadcastMAC
+	if to != ([6]byte{}) {
+		dst = net.HardwareAddr(to[:])
+	}
+	return ARPMessage{
+		EthDst: dst, EthSrc: hw, Op: arp.OperationRequest,
+		SenderHW: hw, SenderIP: netip.IPv4Unspecified(), TargetHW: zeroMAC, TargetIP: ip, Marker: m,
+	}
 }

@@ -23,14 +23,17 @@ func NewARPResponder(conn PacketConn, cfg ResponderConfig) *ARPResponder {
 	r.c = newResponderCore(conn, cfg, true, statNames(
 		ErrARPShort, ErrARPBadHType, ErrARPBadPType, ErrARPBadHLen, ErrARPBadPLen,
 		ErrARPBadOp, ErrARPBadSenderHW, ErrARPBadSenderIP, ErrARPNotRequest,
-		ErrARPAnnouncement, ErrARPConflict, ErrARPNotOwned,
+		ErrARPAnnouncement, ErrARPConflict, ErrARPNotOwned, ErrARPYielded,
 	))
 	r.c.handle = r.handle
 	r.c.frames = r.frames
+	r.c.probe = func(addr netip.Addr, m Marker, to [6]byte) ([]byte, error) {
+		return arpProbe(addr, r.c.cfg.HardwareAddr, m, to).MarshalBinary()
+	}
 	return r
 }
 
-func (r *ARPResponder) handle(b []byte) ([]byte, error) {
+func (r *ARPResponder) handle(ctx context.Context, b []byte) ([]byte, error) {
 	m, err := ParseARP(b)
 	if err != nil {
 		return nil, err
@@ -43,7 +46,10 @@ func (r *ARPResponder) handle(b []byte) ([]byte, error) {
 		return nil, ErrFrameNotForUs
 	case !m.IsProbe() && r.c.owns(m.SenderIP):
 		// Someone else claims an address we own (RFC 5227 §2.4). Counted,
-		// so two owners are visible; not answered, since placement decides.
+		// so two owners are visible, and handed to the fence, which
+		// settles it with a hostlb node outside the ring and reports a
+		// foreign host; never answered.
+		r.c.observe(ctx, m.SenderIP, m.SenderHW, m.Marker)
 		return nil, ErrARPConflict
 	case m.Op != arp.OperationRequest:
 		return nil, ErrARPNotRequest
@@ -52,15 +58,23 @@ func (r *ARPResponder) handle(b []byte) ([]byte, error) {
 	case !r.c.owns(m.TargetIP):
 		return nil, ErrARPNotOwned
 	}
+	if m.IsProbe() && m.Marker.IsHostlb() {
+		// Another hostlb node probing an address we own: it answers for
+		// it too (markerProbe), or has yielded it to us (markerYielded).
+		r.c.observe(ctx, m.TargetIP, m.SenderHW, m.Marker)
+	}
+	if !r.c.answers(m.TargetIP) {
+		return nil, ErrARPYielded
+	}
 	r.c.stats.inc(statRequests)
 	if m.IsProbe() {
 		r.c.stats.inc(statProbes)
 	}
-	return arpReply(m, hw).MarshalBinary()
+	return arpReply(m, hw, r.c.marker()).MarshalBinary()
 }
 
 func (r *ARPResponder) frames(addr netip.Addr) ([][]byte, error) {
-	req, rep := gratuitousARP(addr, r.c.cfg.HardwareAddr)
+	req, rep := gratuitousARP(addr, r.c.cfg.HardwareAddr, r.c.marker())
 	rb, err := req.MarshalBinary()
 	if err != nil {
 		return nil, err
@@ -100,3 +114,12 @@ func (r *ARPResponder) Close() error { return r.c.close() }
 
 // Stats implements Responder.
 func (r *ARPResponder) Stats() map[string]uint64 { return r.c.stats.snapshot() }
+
+// Answers implements Responder.
+func (r *ARPResponder) Answers(addr netip.Addr) bool { return r.c.answers(addr) }
+
+// Conflicts implements Responder.
+func (r *ARPResponder) Conflicts() []Conflict { return r.c.conflicts() }
+
+// Recheck implements Responder.
+func (r *ARPResponder) Recheck() { r.c.recheck() }

@@ -2,6 +2,7 @@ package netif
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -21,11 +22,11 @@ func arpRequestMsg(srcHW net.HardwareAddr, srcIP, target netip.Addr) ARPMessage 
 }
 
 func TestARPRoundTrip(t *testing.T) {
-	req, rep := gratuitousARP(vip4, ourMAC)
+	req, rep := gratuitousARP(vip4, ourMAC, Marker{})
 	for _, m := range []ARPMessage{
 		arpRequestMsg(peerMAC, peer4, vip4),
 		arpRequestMsg(peerMAC, netip.IPv4Unspecified(), vip4),
-		arpReply(arpRequestMsg(peerMAC, peer4, vip4), ourMAC),
+		arpReply(arpRequestMsg(peerMAC, peer4, vip4), ourMAC, Marker{}),
 		req, rep,
 	} {
 		b := mustMarshal(t, m)
@@ -43,7 +44,7 @@ func TestARPRoundTrip(t *testing.T) {
 }
 
 func TestARPReplyFields(t *testing.T) {
-	got := arpReply(arpRequestMsg(peerMAC, peer4, vip4), ourMAC)
+	got := arpReply(arpRequestMsg(peerMAC, peer4, vip4), ourMAC, Marker{})
 	want := ARPMessage{
 		EthDst: peerMAC, EthSrc: ourMAC, Op: arp.OperationReply,
 		SenderHW: ourMAC, SenderIP: vip4, TargetHW: peerMAC, TargetIP: peer4,
@@ -51,7 +52,7 @@ func TestARPReplyFields(t *testing.T) {
 	if diff := cmp.Diff(want, got, addrComparer); diff != "" {
 		t.Errorf("reply (-want +got):\n%s", diff)
 	}
-	req, rep := gratuitousARP(vip4, ourMAC)
+	req, rep := gratuitousARP(vip4, ourMAC, Marker{})
 	if !req.IsAnnouncement() || !rep.IsAnnouncement() || req.Op != arp.OperationRequest || rep.Op != arp.OperationReply {
 		t.Errorf("gratuitous ARP: %+v %+v", req, rep)
 	}
@@ -119,11 +120,11 @@ func TestMarshalARPRejects(t *testing.T) {
 }
 
 func FuzzParseARP(f *testing.F) {
-	req, rep := gratuitousARP(vip4, ourMAC)
+	req, rep := gratuitousARP(vip4, ourMAC, Marker{})
 	for _, m := range []ARPMessage{
 		arpRequestMsg(peerMAC, peer4, vip4),
 		arpRequestMsg(peerMAC, netip.IPv4Unspecified(), vip4),
-		arpReply(arpRequestMsg(peerMAC, peer4, vip4), ourMAC), req, rep,
+		arpReply(arpRequestMsg(peerMAC, peer4, vip4), ourMAC, Marker{}), req, rep,
 	} {
 		f.Add(mustMarshal(f, m))
 	}
@@ -168,7 +169,7 @@ func FuzzARPResponder(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, err := r.handle(b)
+		out, err := r.handle(context.Background(), b)
 		if err != nil {
 			return
 		}

@@ -67,6 +67,7 @@ const (
 	ErrARPAnnouncement DropError = "arp_announcement"  // another host's gratuitous ARP
 	ErrARPConflict     DropError = "arp_conflict"      // another host uses an address we own
 	ErrARPNotOwned     DropError = "arp_not_owned"
+	ErrARPYielded      DropError = "arp_yielded" // owned, but yielded to another node (fence.go)
 	ErrNDPShort        DropError = "ndp_short"
 	ErrNDPBadVersion   DropError = "ndp_bad_version"
 	ErrNDPNotICMPv6    DropError = "ndp_not_icmpv6" // extension headers or another protocol
@@ -84,6 +85,9 @@ const (
 	ErrNDPNotOwned     DropError = "ndp_not_owned"
 	ErrNDPBadNAFlags   DropError = "ndp_bad_na_flags" // NA: solicited flag on a multicast NA
 	ErrNDPNotNA        DropError = "ndp_not_na"
+	ErrNDPYielded      DropError = "ndp_yielded"  // owned, but yielded to another node (fence.go)
+	ErrNDPNAConflict   DropError = "ndp_conflict" // another host's NA for an address we own
+	ErrNDPNAOther      DropError = "ndp_na"       // an NA about an address we do not own
 )
 
 // Event counters that are not drops.

@@ -65,6 +65,22 @@ type L2Options struct {
 	// defaults ListenARP and ListenNDP. Tests pass fakes.
 	ListenARP func(ifi *net.Interface) (PacketConn, error)
 	ListenNDP func(ifi *net.Interface) (PacketConn, error)
+	// Fence turns on fencing in every responder (fence.go). Nil: off.
+	Fence *L2Fence
+}
+
+// L2Fence configures fencing for an L2 output.
+type L2Fence struct {
+	// Node is this node's name; IsPeer says whether a node is another live
+	// member of its ring (cheap: called from the packet path).
+	Node   string
+	IsPeer func(node string) bool
+	// RingSize is the number of live members of the ring, this node
+	// included: the larger side of a partition keeps contested addresses.
+	RingSize func() int
+	// OnEvent is told about every conflict change, with the VIP named. It
+	// runs on responder goroutines and must not block.
+	OnEvent func(ConflictEvent)
 }
 
 // L2Status is what one interface announces, for status lines and the
@@ -109,6 +125,17 @@ type L2 struct {
 	// whether the refresher (one goroutine for every address) runs.
 	refreshEvery time.Duration
 	refreshing   bool
+
+	// vips names each wanted address's VIP and burst is the takeover
+	// burst, both as of the last Sync, for fencing's events and resumes
+	// (read by responder goroutines without mu).
+	vips  atomic.Pointer[map[netip.Addr]string]
+	burst atomic.Pointer[burstTiming]
+}
+
+type burstTiming struct {
+	count    int
+	interval time.Duration
 }
 
 // l2Iface is the responders of one interface and what they announce.
@@ -140,10 +167,13 @@ func NewL2(opts L2Options) *L2 {
 		opts.ListenNDP = ListenNDP
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &L2{
+	l := &L2{
 		opts: opts, log: opts.Log, ctx: ctx, cancel: cancel,
 		ifaces: map[int]*l2Iface{}, selectors: map[string]Selector{},
 	}
+	l.vips.Store(&map[netip.Addr]string{})
+	l.burst.Store(&burstTiming{count: 1})
+	return l
 }
 
 // Sync makes the responders, their owned sets and the local addresses match
@@ -163,6 +193,14 @@ func (l *L2) Sync(ctx context.Context, st State, cfg L2Config, want []L2Announce
 	}
 	l.refreshEvery = cfg.RefreshInterval
 	defer l.startRefresh()
+	if l.opts.Fence != nil {
+		vips := make(map[netip.Addr]string, len(want))
+		for _, a := range want {
+			vips[a.Addr.Unmap().WithZone("")] = a.VIP
+		}
+		l.vips.Store(&vips)
+		l.burst.Store(&burstTiming{count: cfg.GratuitousCount, interval: cfg.GratuitousInterval})
+	}
 	var errs []error
 	held, err := l.syncLocal(want)
 	if err != nil {
@@ -315,6 +353,13 @@ func (l *L2) syncIface(ifc *l2Iface, want map[netip.Addr]L2Announcement, cfg L2C
 			errs = append(errs, fmt.Errorf("NDP on %q: %w", ifc.link.Name, err))
 		}
 	}
+	// The ring may have changed since the last pass: a node this one
+	// yielded to may be a member now.
+	for _, r := range []Responder{ifc.arp, ifc.ndp} {
+		if r != nil {
+			r.Recheck()
+		}
+	}
 
 	// Stop what no longer belongs here, or lost its responder.
 	for _, addr := range slices.SortedFunc(maps.Keys(ifc.addrs), netip.Addr.Compare) {
@@ -381,7 +426,7 @@ func (l *L2) ensureResponder(ifc *l2Iface, r Responder, need, v6 bool) (Responde
 			HardwareAddr: ifc.link.MAC, Flags: net.FlagUp | net.FlagBroadcast,
 		}
 		rc := ResponderConfig{Ifindex: ifc.link.Index, Ifname: ifc.link.Name,
-			HardwareAddr: ifc.link.MAC, Logger: l.log}
+			HardwareAddr: ifc.link.MAC, Logger: l.log, Fence: l.fenceConfig()}
 		if v6 {
 			conn, err := l.opts.ListenNDP(ifi)
 			if err != nil {
@@ -556,15 +601,59 @@ func (l *L2) Status() []L2Status {
 	defer l.mu.Unlock()
 	var out []L2Status
 	for _, ifc := range l.ifaces {
-		if len(ifc.addrs) == 0 {
+		var addrs []netip.Addr
+		for a := range ifc.addrs {
+			// An address yielded in a wire conflict is not answered here.
+			if r := ifc.responderFor(a); r == nil || r.Answers(a) {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) == 0 {
 			continue
 		}
-		out = append(out, L2Status{
-			Iface: ifc.link.Name,
-			Addrs: slices.SortedFunc(maps.Keys(ifc.addrs), netip.Addr.Compare),
-		})
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		out = append(out, L2Status{Iface: ifc.link.Name, Addrs: addrs})
 	}
 	slices.SortFunc(out, func(a, b L2Status) int { return cmp.Compare(a.Iface, b.Iface) })
+	return out
+}
+
+// fenceConfig is the FenceConfig of a new responder, nil without fencing.
+func (l *L2) fenceConfig() *FenceConfig {
+	f := l.opts.Fence
+	if f == nil {
+		return nil
+	}
+	return &FenceConfig{
+		Node: f.Node, IsPeer: f.IsPeer, RingSize: f.RingSize,
+		OnEvent: func(ev ConflictEvent) {
+			ev.VIP = (*l.vips.Load())[ev.Addr]
+			if f.OnEvent != nil {
+				f.OnEvent(ev)
+			}
+		},
+		Burst: func() (int, time.Duration) {
+			b := l.burst.Load()
+			return b.count, b.interval
+		},
+	}
+}
+
+// Conflicts lists every interface's current wire conflicts, by interface.
+func (l *L2) Conflicts() map[string][]Conflict {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string][]Conflict{}
+	for _, ifc := range l.ifaces {
+		for _, r := range []Responder{ifc.arp, ifc.ndp} {
+			if r == nil {
+				continue
+			}
+			if cs := r.Conflicts(); len(cs) > 0 {
+				out[ifc.link.Name] = append(out[ifc.link.Name], cs...)
+			}
+		}
+	}
 	return out
 }
 

@@ -31,6 +31,7 @@ type NSMessage struct {
 	Src, Dst       netip.Addr
 	Target         netip.Addr
 	SourceLLA      net.HardwareAddr // nil when the option is absent
+	Marker         Marker           // the hostlb marker option (fence.go), if any
 }
 
 // IsDAD reports whether m comes from a host doing Duplicate Address
@@ -44,6 +45,7 @@ type NAMessage struct {
 	Router, Solicited, Override bool
 	Target                      netip.Addr
 	TargetLLA                   net.HardwareAddr // nil when the option is absent
+	Marker                      Marker           // the hostlb marker option (fence.go), if any
 }
 
 // ipv6MulticastMAC maps an IPv6 multicast address to its Ethernet group
@@ -165,6 +167,7 @@ func ParseNS(b []byte) (NSMessage, error) {
 			out.SourceLLA = lla.Addr
 		}
 	}
+	out.Marker = markerOption(ns.Options)
 	if p.dst != target && p.dst != solicitedNode(target) {
 		if out.IsDAD() {
 			return NSMessage{}, ErrNDPDADBadDest
@@ -217,6 +220,7 @@ func ParseNA(b []byte) (NAMessage, error) {
 			out.TargetLLA = lla.Addr
 		}
 	}
+	out.Marker = markerOption(na.Options)
 	return out, nil
 }
 
@@ -236,6 +240,7 @@ func (m NSMessage) MarshalBinary() ([]byte, error) {
 	if m.SourceLLA != nil {
 		opts = append(opts, &ndp.LinkLayerAddress{Direction: ndp.Source, Addr: m.SourceLLA})
 	}
+	opts = appendMarkerOption(opts, m.Marker)
 	return marshalND(m.EthDst, m.EthSrc, m.Src, m.Dst,
 		&ndp.NeighborSolicitation{TargetAddress: m.Target, Options: opts})
 }
@@ -246,6 +251,7 @@ func (m NAMessage) MarshalBinary() ([]byte, error) {
 	if m.TargetLLA != nil {
 		opts = append(opts, &ndp.LinkLayerAddress{Direction: ndp.Target, Addr: m.TargetLLA})
 	}
+	opts = appendMarkerOption(opts, m.Marker)
 	return marshalND(m.EthDst, m.EthSrc, m.Src, m.Dst, &ndp.NeighborAdvertisement{
 		Router: m.Router, Solicited: m.Solicited, Override: m.Override,
 		TargetAddress: m.Target, Options: opts,
@@ -332,5 +338,41 @@ func unsolicitedNA(ip netip.Addr, hw net.HardwareAddr) NAMessage {
 	return NAMessage{
 		EthDst: ipv6MulticastMAC(allNodes), EthSrc: hw,
 		Src: ip, Dst: allNodes, Target: ip, Override: true, TargetLLA: hw,
+	}
+}
+
+// markerOption finds the hostlb marker among NDP options (type 253).
+func markerOption(opts []ndp.Option) Marker {
+	for _, o := range opts {
+		if raw, ok := o.(*ndp.RawOption); ok && raw.Type == ndpMarkerOption {
+			if m := parseMarker(raw.Value); m.IsHostlb() {
+				return m
+			}
+		}
+	}
+	return Marker{}
+}
+
+// appendMarkerOption adds m as an NDP option of type 253, zero-padded to a
+// multiple of 8 bytes, unless m is the zero Marker.
+func appendMarkerOption(opts []ndp.Option, m Marker) []ndp.Option {
+	if !m.IsHostlb() {
+		return opts
+	}
+	v := appendMarker(nil, m)
+	units := (2 + len(v) + 7) / 8
+	v = append(v, make([]byte, units*8-2-len(v))...)
+	return append(opts, &ndp.RawOption{Type: ndpMarkerOption, Length: uint8(units), Value: v})
+}
+
+// dadProbe is a Duplicate Address Detection NS for ip from hw (RFC 4862
+// §5.4.2: source ::, to the solicited-node group, no source link-layer
+// option): any other answerer of ip answers it to all-nodes, and nothing
+// learns hw for ip from it.
+func dadProbe(ip netip.Addr, hw net.HardwareAddr, m Marker) NSMessage {
+	snm := solicitedNode(ip)
+	return NSMessage{
+		EthDst: ipv6MulticastMAC(snm), EthSrc: hw,
+		Src: netip.IPv6Unspecified(), Dst: snm, Target: ip, Marker: m,
 	}
 }

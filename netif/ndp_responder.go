@@ -59,15 +59,24 @@ func newNDPResponder(conn PacketConn, cfg ResponderConfig, j groupJoiner) *NDPRe
 		ErrNDPShort, ErrNDPBadVersion, ErrNDPNotICMPv6, ErrNDPBadHopLimit, ErrNDPNotNS,
 		ErrNDPBadCode, ErrNDPBadChecksum, ErrNDPBadOption, ErrNDPBadSource, ErrNDPBadTarget,
 		ErrNDPBadDest, ErrNDPL2Mismatch, ErrNDPDADBadDest, ErrNDPDADWithSLLA, ErrNDPNotOwned,
+		ErrNDPYielded, ErrNDPNAConflict, ErrNDPNAOther, ErrNDPBadNAFlags,
 	), statUnicastNS, statMulticastNS, statJoinErrors, statMLDJoinErrors))
 	r.c.handle = r.handle
 	r.c.frames = r.frames
+	r.c.probe = func(addr netip.Addr, m Marker, _ [6]byte) ([]byte, error) {
+		// Always to the solicited-node group: a unicast frame to a
+		// multicast IPv6 destination is dropped by careful receivers.
+		return dadProbe(addr, r.c.cfg.HardwareAddr, m).MarshalBinary()
+	}
 	r.c.onChange = r.updateGroups
 	return r
 }
 
-func (r *NDPResponder) handle(b []byte) ([]byte, error) {
+func (r *NDPResponder) handle(ctx context.Context, b []byte) ([]byte, error) {
 	ns, err := ParseNS(b)
+	if errors.Is(err, ErrNDPNotNS) {
+		return nil, r.handleNA(ctx, b)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +89,14 @@ func (r *NDPResponder) handle(b []byte) ([]byte, error) {
 	case !r.c.owns(ns.Target):
 		return nil, ErrNDPNotOwned
 	}
+	if ns.IsDAD() && ns.Marker.IsHostlb() {
+		// Another hostlb node probing an address we own: it answers for
+		// it too (markerProbe), or has yielded it to us (markerYielded).
+		r.c.observe(ctx, ns.Target, ns.EthSrc, ns.Marker)
+	}
+	if !r.c.answers(ns.Target) {
+		return nil, ErrNDPYielded
+	}
 	r.c.stats.inc(statRequests)
 	switch {
 	case ns.IsDAD():
@@ -89,11 +106,43 @@ func (r *NDPResponder) handle(b []byte) ([]byte, error) {
 	default:
 		r.c.stats.inc(statUnicastNS)
 	}
-	return ndpAnswer(ns, hw).MarshalBinary()
+	na := ndpAnswer(ns, hw)
+	na.Marker = r.c.marker()
+	return na.MarshalBinary()
+}
+
+// handleNA looks at a Neighbor Advertisement: another host's NA for an
+// address we own is a conflict (counted, handed to the fence); NAs are
+// never answered.
+func (r *NDPResponder) handleNA(ctx context.Context, b []byte) error {
+	na, err := ParseNA(b)
+	if errors.Is(err, ErrNDPNotNA) {
+		return ErrNDPNotNS // neither: counted as before NAs were read
+	}
+	if err != nil {
+		return err
+	}
+	hw := r.c.cfg.HardwareAddr
+	their := na.TargetLLA
+	if their == nil {
+		their = na.EthSrc
+	}
+	switch {
+	case sameMAC(na.EthSrc, hw) || sameMAC(their, hw):
+		return ErrFrameFromSelf
+	case !isMulticastMAC(na.EthDst) && !sameMAC(na.EthDst, hw):
+		return ErrFrameNotForUs
+	case !r.c.owns(na.Target):
+		return ErrNDPNAOther
+	}
+	r.c.observe(ctx, na.Target, their, na.Marker)
+	return ErrNDPNAConflict
 }
 
 func (r *NDPResponder) frames(addr netip.Addr) ([][]byte, error) {
-	b, err := unsolicitedNA(addr, r.c.cfg.HardwareAddr).MarshalBinary()
+	na := unsolicitedNA(addr, r.c.cfg.HardwareAddr)
+	na.Marker = r.c.marker()
+	b, err := na.MarshalBinary()
 	if err != nil {
 		return nil, err
 	}
@@ -281,3 +330,12 @@ func (r *NDPResponder) Close() error {
 
 // Stats implements Responder.
 func (r *NDPResponder) Stats() map[string]uint64 { return r.c.stats.snapshot() }
+
+// Answers implements Responder.
+func (r *NDPResponder) Answers(addr netip.Addr) bool { return r.c.answers(addr) }
+
+// Conflicts implements Responder.
+func (r *NDPResponder) Conflicts() []Conflict { return r.c.conflicts() }
+
+// Recheck implements Responder.
+func (r *NDPResponder) Recheck() { r.c.recheck() }

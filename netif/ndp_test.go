@@ -2,6 +2,7 @@ package netif
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -289,7 +290,7 @@ func FuzzNDPResponder(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, err := r.handle(b)
+		out, err := r.handle(context.Background(), b)
 		if err != nil {
 			return
 		}

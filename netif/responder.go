@@ -96,6 +96,13 @@ type Responder interface {
 	Close() error
 	// Stats returns a copy of the counters: events and drops by reason.
 	Stats() map[string]uint64
+	// Answers reports whether addr is owned and answered: not yielded to
+	// another node in a wire conflict (fence.go).
+	Answers(addr netip.Addr) bool
+	// Conflicts lists the current wire conflicts (nil without fencing).
+	Conflicts() []Conflict
+	// Recheck re-applies the conflict tie-break, after the ring changed.
+	Recheck()
 }
 
 // ResponderConfig names the interface a responder serves.
@@ -104,6 +111,9 @@ type ResponderConfig struct {
 	Ifname       string
 	HardwareAddr net.HardwareAddr // the interface's MAC: the answer, and "ourselves"
 	Logger       *slog.Logger     // nil: discard
+	// Fence turns on fencing (fence.go): marked frames, conflict probes
+	// and the lower-MAC tie-break. Nil: off.
+	Fence *FenceConfig
 }
 
 // ownedSet is immutable once published; changed is closed when it is
@@ -125,15 +135,23 @@ type responderCore struct {
 	stats *dropCounters
 	is4   bool
 	// handle parses one received frame and returns the answer to write, or
-	// a DropError saying why there is none. It reads owned and cfg only.
-	handle func(frame []byte) ([]byte, error)
+	// a DropError saying why there is none. It reads owned and cfg, and
+	// tells the fence what it saw.
+	handle func(ctx context.Context, frame []byte) ([]byte, error)
 	// frames returns the gratuitous frames of one burst round for addr.
 	frames func(addr netip.Addr) ([][]byte, error)
 	// onChange runs under mu before a new owned set is published (NDP:
 	// multicast memberships).
 	onChange func(old, next map[netip.Addr]struct{}) error
+	// probe builds a conflict probe for addr carrying m, unicast to `to`
+	// when the family allows it and to is set (fence.go).
+	probe func(addr netip.Addr, m Marker, to [6]byte) ([]byte, error)
+	// fence is the conflict state; nil when fencing is off.
+	fence *fence
 
 	owned atomic.Pointer[ownedSet] // read lock-free by the packet path
+	// runCtx is Run's context, for bursts started outside Run's goroutine.
+	runCtx atomic.Pointer[context.Context]
 
 	// mu serialises writers of owned (SetOwned, Add, Remove) and guards
 	// started and runDone, and everything onChange touches.
@@ -161,7 +179,59 @@ func newResponderCore(conn PacketConn, cfg ResponderConfig, is4 bool, names []st
 		done:  make(chan struct{}),
 	}
 	c.owned.Store(&ownedSet{addrs: map[netip.Addr]struct{}{}, changed: make(chan struct{})})
+	if cfg.Fence != nil {
+		c.fence = newFence(*cfg.Fence, cfg.HardwareAddr, c.log)
+	}
 	return c
+}
+
+// answers says whether addr is owned and not yielded to another node.
+func (c *responderCore) answers(addr netip.Addr) bool {
+	addr = addr.Unmap().WithZone("")
+	if _, ok := c.owned.Load().addrs[addr]; !ok {
+		return false
+	}
+	return c.fence == nil || !c.fence.isYielded(addr)
+}
+
+// marker is what this responder's answers and announcements carry.
+func (c *responderCore) marker() Marker {
+	if c.fence == nil {
+		return Marker{}
+	}
+	return c.fence.marker(markerClaim)
+}
+
+// observe records that hw answers for addr, an owned address, and acts on
+// the outcome (yield, defend, report). It runs on the read goroutine.
+func (c *responderCore) observe(ctx context.Context, addr netip.Addr, hw net.HardwareAddr, m Marker) {
+	if c.fence == nil {
+		return
+	}
+	c.act(ctx, addr, c.fence.evidence(addr, hw, m))
+}
+
+// recheck re-applies the tie-break after a ring change.
+func (c *responderCore) recheck() {
+	if c.fence == nil {
+		return
+	}
+	ctx := c.runCtx.Load()
+	for _, o := range c.fence.recheck(c.owned.Load()) {
+		var rc context.Context
+		if ctx != nil {
+			rc = *ctx
+		}
+		c.act(rc, o.addr, o.outcome)
+	}
+}
+
+// conflicts lists the current wire conflicts.
+func (c *responderCore) conflicts() []Conflict {
+	if c.fence == nil {
+		return nil
+	}
+	return c.fence.conflicts()
 }
 
 // statNames lists every counter of a responder, so Stats shows zeros too.
@@ -169,6 +239,7 @@ func statNames(reasons ...DropError) []string {
 	names := []string{
 		statRequests, statReplies, statAnnounced, statProbes,
 		statReadErrors, statWriteErrors, "other",
+		statFenceProbes, statFenceDefended, statFenceYielded, statFenceForeign,
 		string(ErrFrameShort), string(ErrFrameVLAN), string(ErrFrameEtherType),
 		string(ErrFrameFromSelf), string(ErrFrameNotForUs), string(ErrFrameBadSrcMAC),
 	}
@@ -265,6 +336,14 @@ func (c *responderCore) run(ctx context.Context) error {
 	defer wg.Wait()
 	defer close(stop)
 
+	c.runCtx.Store(&ctx)
+	if c.fence != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.fenceRun(ctx)
+		}()
+	}
 	c.log.Debug("responder running", "ifindex", c.cfg.Ifindex, "mac", c.cfg.HardwareAddr.String())
 	buf := make([]byte, readBufSize)
 	var backoff time.Duration
@@ -285,7 +364,7 @@ func (c *responderCore) run(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
-		reply, err := c.handle(buf[:n])
+		reply, err := c.handle(ctx, buf[:n])
 		if err != nil {
 			c.stats.drop(err)
 			continue
@@ -366,7 +445,7 @@ func (c *responderCore) announce(ctx context.Context, addr netip.Addr, count int
 		if c.isClosed() {
 			return ErrClosed
 		}
-		if !c.owns(addr) {
+		if !c.answers(addr) {
 			return ErrNotOwned
 		}
 		frames, err := c.frames(addr)

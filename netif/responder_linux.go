@@ -65,15 +65,18 @@ func (c *ndpConn) Close() error {
 }
 
 // nsFilter accepts Ethernet frames carrying IPv6 with next header ICMPv6 and
-// ICMPv6 type 135 (Neighbor Solicitation). The kernel has removed any
-// accelerated VLAN tag before the filter runs, so offsets are fixed.
+// ICMPv6 type 135 (Neighbor Solicitation) or 136 (Neighbor Advertisement:
+// another host answering for an owned address is a conflict, fence.go). The
+// kernel has removed any accelerated VLAN tag before the filter runs, so
+// offsets are fixed.
 var nsFilter = []bpf.Instruction{
 	bpf.LoadAbsolute{Off: 12, Size: 2},                                    // EtherType
-	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IPV6, SkipTrue: 5}, // -> drop
+	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IPV6, SkipTrue: 6}, // -> drop
 	bpf.LoadAbsolute{Off: 14 + 6, Size: 1},                                // IPv6 next header
-	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protoICMPv6, SkipTrue: 3},     // -> drop
+	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protoICMPv6, SkipTrue: 4},     // -> drop
 	bpf.LoadAbsolute{Off: 14 + 40, Size: 1},                               // ICMPv6 type
-	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: icmpTypeNS, SkipTrue: 1},      // -> drop
+	bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpTypeNS, SkipTrue: 1},         // -> accept
+	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: icmpTypeNA, SkipTrue: 1},      // -> drop
 	bpf.RetConstant{Val: readBufSize},
 	bpf.RetConstant{Val: 0},
 }

@@ -44,7 +44,7 @@ func TestARPResponder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(arpReply(arpRequestMsg(peerMAC, peer4, vip4), ourMAC), got, addrComparer); diff != "" {
+	if diff := cmp.Diff(arpReply(arpRequestMsg(peerMAC, peer4, vip4), ourMAC, Marker{}), got, addrComparer); diff != "" {
 		t.Errorf("reply (-want +got):\n%s", diff)
 	}
 
@@ -64,9 +64,9 @@ func TestARPResponder(t *testing.T) {
 	fromSelf := arpRequestMsg(ourMAC, vip4b, vip4)
 	fromSelfARPOnly := arpRequestMsg(peerMAC, peer4, vip4)
 	fromSelfARPOnly.SenderHW = ourMAC
-	conflict, _ := gratuitousARP(vip4, peerMAC)
-	replyFromPeer := arpReply(arpRequestMsg(ourMAC, vip4, peer4), peerMAC)
-	announcement, _ := gratuitousARP(peer4, peerMAC)
+	conflict, _ := gratuitousARP(vip4, peerMAC, Marker{})
+	replyFromPeer := arpReply(arpRequestMsg(ourMAC, vip4, peer4), peerMAC, Marker{})
+	announcement, _ := gratuitousARP(peer4, peerMAC, Marker{})
 	silent := []ARPMessage{
 		arpRequestMsg(peerMAC, peer4, vip4b), // arp_not_owned
 		unicastElsewhere,                     // frame_not_for_us

@@ -129,6 +129,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Local: netif.NewLocalAddrs(netif.LocalAddrsOptions{
 			Log: log.With("component", "local"),
 		}),
+		Fence: daemon.FenceOptions(cfg.Node.Name, &d),
 	})
 	var (
 		kubeSide daemon.KubeSide
