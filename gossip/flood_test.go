@@ -222,8 +222,10 @@ func TestGarbageFloodOverUDPIsAggregated(t *testing.T) {
 		}
 		t.Errorf("%d warning/error lines for %d garbage packets, want ≤ %d; first: %q", len(errLines), packets, limit, msgs)
 	}
-	if lines.count("Decrypt packet failed") != 1 {
-		t.Errorf("%d decrypt lines, want the first one", lines.count("Decrypt packet failed"))
+	// The first decrypt line is logged in full, and again once per interval
+	// the flood outlasts (the line after a summary starts a new interval).
+	if n, limit := lines.count("Decrypt packet failed"), 1+int(took/dropLogInterval); n < 1 || n > limit {
+		t.Errorf("%d decrypt lines in %v, want 1 to %d", n, took.Round(time.Millisecond), limit)
 	}
 }
 
