@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -25,11 +27,16 @@ type clusterView struct {
 	// lagging are the alive members whose announced set this node holds
 	// older than their metadata says it is (chunks still in flight).
 	lagging map[string]bool
+	// failing lists, per VIP name, the alive members whose health check
+	// of it fails; cannot, per address, the alive members that cannot
+	// announce it (their gossiped exclusions). Both sorted by node.
+	failing map[string][]string
+	cannot  map[netip.Addr][]string
 }
 
 func newClusterView(self string, members []gossip.Member) clusterView {
 	v := clusterView{self: self, members: members, up: map[string]bool{}, announcers: map[netip.Addr][]string{},
-		lagging: map[string]bool{}}
+		lagging: map[string]bool{}, failing: map[string][]string{}, cannot: map[netip.Addr][]string{}}
 	for _, m := range members { // sorted by name, so announcers are too
 		if !m.Alive {
 			continue
@@ -43,8 +50,25 @@ func newClusterView(self string, members []gossip.Member) clusterView {
 		for _, a := range m.Announced {
 			v.announcers[a] = append(v.announcers[a], m.Name)
 		}
+		for _, n := range m.Unhealthy {
+			v.failing[n] = append(v.failing[n], m.Name)
+		}
+		for _, a := range m.Cannot {
+			v.cannot[a] = append(v.cannot[a], m.Name)
+		}
 	}
 	return v
+}
+
+// cannotAnnounce reports whether node says it cannot announce one of
+// addrs.
+func (v clusterView) cannotAnnounce(node string, addrs []netip.Addr) bool {
+	for _, a := range addrs {
+		if slices.Contains(v.cannot[a], node) {
+			return true
+		}
+	}
+	return false
 }
 
 // alive counts the members the ring holds alive (any health).
@@ -93,9 +117,15 @@ func (p placedIP) announcement() reconcile.Announcement { return p.group.Announc
 //   - Up (placement's alive set): members that are alive, health OK, not
 //     leaving, that the group lets announce now (Nodes or selector), and
 //     whose own health check of this group passes (they gossip the names
-//     of failing VIPs in Meta.Unhealthy). A failing check, or a Node
-//     excluded in Kubernetes, takes the node out of the alive set rather
-//     than the ranking set, which would re-rank every node after it.
+//     of failing VIPs with their announced set: Member.Unhealthy). A
+//     failing check, or a Node excluded in Kubernetes, takes the node out
+//     of the alive set rather than the ranking set, which would re-rank
+//     every node after it.
+//   - Cannot (Member.Cannot): a member that says it cannot announce an
+//     address of a slot (no interface, no socket, local address or
+//     sysctls missing) is out of that slot's alive set alone, as if it
+//     were dead for it (avoidCannot): the next node takes the slot, and
+//     the member keeps its other slots.
 //   - Current: the one alive member whose gossiped announced set holds
 //     the slot's first address ("" if none or several), so fallbacks are
 //     sticky.
@@ -116,11 +146,11 @@ func placeGroups(v clusterView, groups []reconcile.Group) []placedIP {
 		nranks, nnodes int
 	}
 	memo := map[listKey]sets{}
-	anyUnhealthy := slices.ContainsFunc(v.members, func(m gossip.Member) bool { return len(m.Meta.Unhealthy) > 0 })
 	for gi := range groups {
 		g := &groups[gi]
+		failing := v.failing[g.Name]
 		var key listKey
-		shared := g.Ranks != nil && g.Nodes != nil && !anyUnhealthy
+		shared := g.Ranks != nil && g.Nodes != nil && len(failing) == 0
 		if shared {
 			key = listKey{unsafe.SliceData(g.Ranks), unsafe.SliceData(g.Nodes), len(g.Ranks), len(g.Nodes)}
 		}
@@ -132,7 +162,7 @@ func placeGroups(v clusterView, groups []reconcile.Group) []placedIP {
 					continue
 				}
 				st.eligible = append(st.eligible, m.Name)
-				if v.up[m.Name] && g.Eligible(m.Name, m.Meta.Labels) && !slices.Contains(m.Meta.Unhealthy, g.Name) {
+				if v.up[m.Name] && g.Eligible(m.Name, m.Meta.Labels) && !slices.Contains(failing, m.Name) {
 					st.up[m.Name] = true
 				}
 			}
@@ -156,7 +186,11 @@ func placeGroups(v clusterView, groups []reconcile.Group) []placedIP {
 			}
 			reqs = append(reqs, r)
 		}
-		for _, as := range placement.Place(reqs, up) {
+		placed := placement.Place(reqs, up)
+		if len(v.cannot) > 0 {
+			placed = v.avoidCannot(g, reqs, up, placed)
+		}
+		for _, as := range placed {
 			for _, a := range g.Slots[as.Slot] {
 				each := as
 				each.Addr = a
@@ -165,6 +199,62 @@ func placeGroups(v clusterView, groups []reconcile.Group) []placedIP {
 		}
 	}
 	return out
+}
+
+// avoidCannot moves the L2 slots of g whose owner cannot announce one of
+// the slot's addresses: each such slot is placed again with the nodes that
+// cannot announce it out of the alive set, as if they were dead for that
+// slot alone, so placement's own rules (preferred node, sticky current
+// owner, fallback by hash) pick the next node; the other slots keep what
+// placement gave them. Repeated while the new owner cannot announce the
+// slot either, at most once per member. One Place per distinct set of
+// left-out nodes. Pure, like placeGroups.
+func (v clusterView) avoidCannot(g *reconcile.Group, reqs []placement.Request, up map[string]bool, as []placement.Assignment) []placement.Assignment {
+	var out map[int][]string // slot → members left out of it
+	bySlot := make(map[int]int, len(as))
+	for i, a := range as {
+		bySlot[a.Slot] = i
+	}
+	for range len(v.members) + 1 {
+		grew := false
+		for _, a := range as {
+			if a.Mode != placement.L2 || len(a.Owners) != 1 {
+				continue
+			}
+			o := a.Owners[0]
+			if slices.Contains(out[a.Slot], o) || !v.cannotAnnounce(o, g.Slots[a.Slot]) {
+				continue
+			}
+			if out == nil {
+				out = map[int][]string{}
+			}
+			out[a.Slot] = append(out[a.Slot], o)
+			grew = true
+		}
+		if !grew {
+			return as
+		}
+		next := slices.Clone(as)
+		variants := map[string][]int{}
+		for slot, ns := range out {
+			slices.Sort(ns)
+			k := strings.Join(ns, "\x00")
+			variants[k] = append(variants[k], slot)
+		}
+		for k, slots := range variants {
+			alive := maps.Clone(up)
+			for _, n := range strings.Split(k, "\x00") {
+				delete(alive, n)
+			}
+			for _, b := range placement.Place(reqs, alive) {
+				if slices.Contains(slots, b.Slot) {
+					next[bySlot[b.Slot]] = b
+				}
+			}
+		}
+		as = next
+	}
+	return as
 }
 
 // ownedDesired is what node owns in a placement.
@@ -187,7 +277,9 @@ func ownedDesired(node string, ps []placedIP) reconcile.Desired {
 // round. An address with no new owner (nobody else can take it) or whose
 // VIP is gone is dropped at once. holding remembers since when each
 // address has been held; holdLost updates it and returns the addresses it
-// gave up because hold passed. Pure apart from the maps it is given.
+// gave up because hold passed. An address this node says it cannot
+// announce is not held: it does not answer it anyway. Pure apart from the
+// maps it is given.
 func holdLost(v clusterView, prev, next reconcile.Desired, ps []placedIP, holding map[netip.Addr]time.Time, now time.Time, hold time.Duration) (expired []netip.Addr) {
 	byAddr := make(map[netip.Addr]placedIP, len(ps))
 	for _, p := range ps {
@@ -199,8 +291,9 @@ func holdLost(v clusterView, prev, next reconcile.Desired, ps []placedIP, holdin
 			continue
 		}
 		p, ok := byAddr[a]
-		if !ok || p.Mode != placement.L2 || len(p.Owners) == 0 || v.othersAnnounce(a) {
-			continue
+		if !ok || p.Mode != placement.L2 || len(p.Owners) == 0 || v.othersAnnounce(a) ||
+			v.cannotAnnounce(v.self, []netip.Addr{a}) {
+			continue // nothing to hand over: nobody takes it, or this node does not answer it
 		}
 		since, ok := holding[a]
 		if !ok {

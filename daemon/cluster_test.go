@@ -41,7 +41,7 @@ func TestPlaceStaticEligibilityAndHealth(t *testing.T) {
 		member("n6", gossip.StateAlive, gossip.HealthOK, nil),     // not selected
 		member("n7", gossip.StateAlive, gossip.HealthOK, a),       // failing its check below
 	}
-	members[6].Meta.Unhealthy = []string{"web"}
+	members[6].Unhealthy = []string{"web"}
 	ps := placeGroups(newClusterView("n1", members), StaticGroups([]config.VIP{vip, bgp}))
 	for addr, owners := range ownersOf(ps) {
 		switch addr {

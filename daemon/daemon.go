@@ -76,6 +76,11 @@ type Options struct {
 	// normal (a failover or handover in flight) before they are logged;
 	// default 2 s.
 	DisagreementGrace time.Duration
+	// CannotRetry is how long after its L2 output failed to announce an
+	// IP (for another reason than no eligible interface) a node with a
+	// ring tries it again; it doubles after each failed try, up to a
+	// minute. Default 1 s (ownership.go, retryDue).
+	CannotRetry time.Duration
 	// Kube is the Kubernetes side ([kubernetes] enabled; nil otherwise).
 	// The API never holds static VIPs hostage: READY=1 waits for its
 	// caches until KubeSyncWait after the start (and at least until the
@@ -142,6 +147,13 @@ type Announcer interface {
 	Sync(ctx context.Context, st netif.State, cfg netif.L2Config, want []netif.L2Announcement) error
 	// Status returns what each interface announces now.
 	Status() []netif.L2Status
+	// Cannot returns the addresses the last Sync was asked to announce
+	// and answers on no interface, each with why (netif.ErrNoInterface,
+	// ErrNoResponder, ErrNotHeld, ErrSysctls); the caller owns the result.
+	Cannot() []netif.L2Cannot
+	// Check returns which of want no link of st is eligible for
+	// (netif.ErrNoInterface), by Sync's rule, changing nothing.
+	Check(st netif.State, cfg netif.L2Config, want []netif.L2Announcement) []netif.L2Cannot
 	// Close stops every answer and removes every local address added.
 	Close() error
 }
@@ -177,6 +189,9 @@ type Daemon struct {
 	ready     bool             // READY=1 sent: passes may update STATUS
 	lastLine  string           // the STATUS line last sent
 	ring      ringState        // written only by the reconcile loop (and handover's draining)
+	// cannot are the IPs the L2 output could not announce (ownership.go);
+	// written only by the reconcile loop.
+	cannot map[netip.Addr]*cannotEntry
 
 	timer        *time.Timer // wakeAt's pending pass
 	timerAt      time.Time
@@ -205,6 +220,9 @@ func New(opts Options) (*Daemon, error) {
 	}
 	if opts.DisagreementGrace <= 0 {
 		opts.DisagreementGrace = defaultGrace
+	}
+	if opts.CannotRetry <= 0 {
+		opts.CannotRetry = defaultCannotRetry
 	}
 	if opts.KubeSyncWait <= 0 {
 		opts.KubeSyncWait = defaultKubeSyncWait
@@ -382,7 +400,7 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 	)
 	if d.opts.Ring != nil {
 		// With a ring every group is placed; a failing health check
-		// travels in the node's metadata instead (placeGroups).
+		// travels with the node's announced set instead (placeGroups).
 		groups := append(StaticGroups(cfg.VIPs), dynamic...)
 		var settledPass bool
 		var err error
@@ -429,6 +447,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, next reconcile.D
 	d.mu.Unlock()
 
 	var err error
+	var cannotChanged bool
 	if d.opts.L2 != nil {
 		err = d.opts.L2.Sync(ctx, links, l2Config(cfg.L2), l2Wanted(next))
 		if ctx.Err() == nil {
@@ -441,11 +460,20 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, next reconcile.D
 		if d.opts.Kube != nil && ctx.Err() == nil {
 			d.opts.Kube.Announced(reports(next, st, err))
 		}
+		if ctx.Err() == nil {
+			cannotChanged = d.noteCannot(next, st, d.opts.L2.Cannot(), links, time.Now())
+		}
 	}
 	if d.opts.Ring != nil {
 		// Only after the output applied it: peers that see this node
 		// announce an IP hand it over (holdLost) and stop answering.
 		d.opts.Ring.SetAnnounced(d.announcedIPs(next))
+		if cannotChanged {
+			// The next node takes what this node cannot announce; this
+			// node's own placement must leave it too.
+			d.republishExclusions()
+			d.loop.Trigger("cannot announce")
+		}
 	}
 	if ctx.Err() != nil {
 		return err // stopping: not a finished pass
@@ -481,6 +509,7 @@ func (d *Daemon) status(phase string) {
 		d.mu.Lock()
 		cfg, n, rerr := d.cfg, len(d.desired), d.reloadE
 		announced, unhealthy, perr := d.announced, d.unhealthy, d.passErr
+		cannot := len(d.cannot)
 		d.mu.Unlock()
 		line = fmt.Sprintf("running: node %s, %d static VIPs, ", cfg.Node.Name, len(cfg.VIPs))
 		if d.opts.L2 != nil {
@@ -496,6 +525,9 @@ func (d *Daemon) status(phase string) {
 		}
 		if unhealthy > 0 {
 			line += fmt.Sprintf("; %d VIPs failing their health check", unhealthy)
+		}
+		if cannot > 0 {
+			line += fmt.Sprintf("; %d IPs this node cannot announce (see journal)", cannot)
 		}
 		line += d.wireConflictSummary()
 		if perr != "" {

@@ -33,17 +33,34 @@
 //     preferred ranks do not change while a node is away. Service = VIP
 //     name, Slot = index in `addresses`, Current = the one alive member
 //     whose gossiped announced set holds the IP ("" if none or several).
-//   - Per-node health checks travel in gossip.Meta.Unhealthy (the names of
-//     this node's VIPs whose check fails or has no result yet; 512-byte
-//     meta budget shared with labels and version): a node failing a VIP's
-//     check is not up for that VIP (it stays eligible, so ranks hold).
+//   - Exclusions travel with the node's announced set (gossip
+//     SetExclusions; any number, no 512-byte meta budget): the names of
+//     this node's VIPs whose health check fails or has no result yet, and
+//     the IPs it cannot announce. A node failing a VIP's check is not up
+//     for that VIP (it stays eligible, so ranks hold); a node that cannot
+//     announce an address of a slot is not up for that slot alone
+//     (avoidCannot), so the next node takes it: "never none" (SPEC §6).
 //   - After the L2 output applied a pass, the node gossips what it really
-//     answers for (netif.L2 Status) with SetAnnounced.
+//     answers for (netif.L2 Status) with SetAnnounced, and what it was
+//     asked to announce and answers on no interface (netif.L2 Cannot: no
+//     eligible interface — the link down, gone, renamed or moved away —,
+//     no packet socket, local address or ARP sysctls not in place) as
+//     exclusions, then runs another pass. Each such episode is logged at
+//     warn once (vip, addr, reason) and its end at info; STATUS counts
+//     them ("2 IPs this node cannot announce"). The node tries the IP
+//     again by leaving it out of its exclusions for one pass (retryDue):
+//     with no eligible interface as soon as the L2 output's Check finds
+//     one, otherwise after Options.CannotRetry (1 s) doubling to a minute,
+//     and on a link change. A failed try loses nothing: its announced set
+//     never shows the IP, so the node that took it keeps answering it
+//     (make-before-break, below) until this node excludes itself again at
+//     the end of the same pass.
 //   - Make-before-break (holdLost): an IP this node loses to another live
 //     node stays announced here until the ring shows the new owner
 //     announcing it, for at most HandoverTimeout (3 s). The new owner's
 //     L2 output sends the takeover GARP/NA burst when the IP is added.
-//     An IP nobody else can take is dropped at once.
+//     An IP nobody else can take, or that this node cannot announce
+//     anyway, is dropped at once.
 //   - Graceful stop: before any component stops, the node gossips
 //     HealthDraining, so every node (this one included) places its IPs
 //     elsewhere; holdLost keeps each IP answered here until its next

@@ -68,6 +68,13 @@ func (f *fakeAnnouncer) Status() []netif.L2Status {
 	return []netif.L2Status{st}
 }
 
+// Cannot: the fake answers everything it is asked for.
+func (f *fakeAnnouncer) Cannot() []netif.L2Cannot { return nil }
+
+func (f *fakeAnnouncer) Check(netif.State, netif.L2Config, []netif.L2Announcement) []netif.L2Cannot {
+	return nil
+}
+
 func (f *fakeAnnouncer) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"github.com/hostlb/hostlb/daemon/config"
 	"github.com/hostlb/hostlb/daemon/reconcile"
 	"github.com/hostlb/hostlb/gossip"
+	"github.com/hostlb/hostlb/netif"
 )
 
 // Defaults of the ownership timings (Options).
@@ -29,7 +32,7 @@ type ringState struct {
 	draining  bool      // SIGTERM: handing every IP over
 	labels    map[string]string
 	join      []string
-	unhealthy []string
+	unhealthy []string  // the failing VIPs last gossiped
 	metaErr   string    // the last metadata error logged
 	refused   string    // why the ring refuses this node ("" = it does not)
 	refusedAt time.Time // when that was last logged
@@ -66,7 +69,8 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, groups 
 		rs.readyAt = now
 	}
 	d.mu.Unlock()
-	d.publishMeta(cfg, unhealthy)
+	d.publishMeta(cfg)
+	d.publishExclusions(cfg, groups, unhealthy, now)
 
 	view := newClusterView(cfg.Node.Name, ring.Members())
 	why := ring.Refused()
@@ -195,16 +199,15 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// publishMeta gossips what changed in this node's labels, seeds and failing
-// health checks; level-triggered, so a reload needs nothing else.
-func (d *Daemon) publishMeta(cfg *config.Config, unhealthy []string) {
+// publishMeta gossips what changed in this node's labels and seeds;
+// level-triggered, so a reload needs nothing else.
+func (d *Daemon) publishMeta(cfg *config.Config) {
 	ring := d.opts.Ring
 	d.mu.Lock()
 	rs := &d.ring
 	labelsChanged := rs.labels == nil || !maps.Equal(rs.labels, cfg.Node.Labels)
 	seeds := d.seeds(cfg)
 	joinChanged := rs.join == nil || !slices.Equal(rs.join, seeds)
-	unhealthyChanged := !slices.Equal(rs.unhealthy, unhealthy)
 	d.mu.Unlock()
 	var errs []string
 	if labelsChanged {
@@ -222,22 +225,13 @@ func (d *Daemon) publishMeta(cfg *config.Config, unhealthy []string) {
 		rs.join = seeds
 		d.mu.Unlock()
 	}
-	if unhealthyChanged {
-		if err := ring.SetUnhealthy(unhealthy); err != nil {
-			errs = append(errs, err.Error())
-		} else {
-			d.mu.Lock()
-			rs.unhealthy = unhealthy
-			d.mu.Unlock()
-		}
-	}
 	msg := strings.Join(errs, "; ")
 	d.mu.Lock()
 	same := msg == rs.metaErr
 	rs.metaErr = msg
 	d.mu.Unlock()
 	if msg != "" && !same {
-		d.log.Error("cannot gossip this node's metadata; peers see the previous labels or health checks", "err", msg)
+		d.log.Error("cannot gossip this node's metadata; peers see the previous labels", "err", msg)
 	}
 }
 
@@ -427,4 +421,271 @@ func (d *Daemon) noteDrained(next reconcile.Desired) {
 		}
 	}
 	d.drainOnce.Do(func() { close(d.drained) })
+}
+
+// Retrying an IP this node could not announce (Options.CannotRetry).
+const (
+	defaultCannotRetry = time.Second
+	maxCannotRetry     = time.Minute
+	// cannotLogLines bounds the per-IP lines one pass logs about episodes
+	// starting; one more line counts the rest.
+	cannotLogLines = 20
+)
+
+// cannotEntry is one IP this node was asked to announce and that its L2
+// output answers on no interface: an episode, from that failure until the
+// IP is announced here again or is no longer this node's to announce.
+// Guarded by Daemon.mu; only the reconcile loop writes it.
+type cannotEntry struct {
+	ann     netif.L2Announcement // as last asked for (Check needs its interfaces)
+	err     error                // why, from the last try
+	since   time.Time
+	tries   int
+	tried   time.Time     // the last try
+	links   uint64        // linksKey at the last try
+	backoff time.Duration // from the last try to the next periodic one
+	retry   bool          // left out of the exclusions in this pass: being tried again
+}
+
+// publishExclusions gossips, before placement, what this node cannot serve:
+// the VIPs whose health check fails here, and the IPs it could not
+// announce, except those it tries again in this pass (retryDue). Its own
+// placement reads them back from the ring, like every other node's.
+func (d *Daemon) publishExclusions(cfg *config.Config, groups []reconcile.Group, unhealthy []string, now time.Time) {
+	d.retryDue(cfg, groups, now)
+	d.mu.Lock()
+	d.ring.unhealthy = slices.Clone(unhealthy)
+	cannot := d.excludedLocked()
+	d.mu.Unlock()
+	d.opts.Ring.SetExclusions(cannot, unhealthy)
+}
+
+// excludedLocked lists the IPs this node says it cannot announce: those
+// it tracks, but not those it tries again in this pass.
+func (d *Daemon) excludedLocked() []netip.Addr {
+	out := make([]netip.Addr, 0, len(d.cannot))
+	for a, e := range d.cannot {
+		if !e.retry {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// retryDue decides which IPs this node could not announce it tries again
+// in this pass, and forgets those no group places any more. Trying again
+// means leaving the IP out of the gossiped exclusions for one pass: the
+// IP's placement then gives it back to this node if it is its owner, and
+// the L2 output tries it.
+//
+// A failed try loses nothing: this node's announced set holds only what
+// its L2 output really answers for (announcedIPs), so the node that took
+// the IP over never sees this node announce it, keeps answering it as a
+// handover while placement names this node (holdLost: make-before-break,
+// within HandoverTimeout), and owns it again
+// as soon as this node gossips, at the end of the same pass, that it still
+// cannot announce it. A try that works is a handover like any other: the
+// other node stops once this node's announced set shows the IP.
+//
+//   - No eligible interface: tried as soon as the L2 output's Check finds
+//     one (the link is back, up, or has its name again), never before,
+//     since the try would fail.
+//   - Other reasons (packet socket, local address, sysctls): tried
+//     CannotRetry after the failure, doubling after each failed try up to
+//     a minute, and on a change of the links once CannotRetry has passed
+//     since the last try.
+func (d *Daemon) retryDue(cfg *config.Config, groups []reconcile.Group, now time.Time) {
+	d.mu.Lock()
+	n := len(d.cannot)
+	d.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	placed := map[netip.Addr]bool{}
+	for _, g := range groups {
+		for _, slot := range g.Slots {
+			for _, a := range slot {
+				placed[a] = true
+			}
+		}
+	}
+	var st netif.State
+	if d.opts.Links != nil {
+		st = d.opts.Links.Snapshot()
+	}
+	key := linksKey(st)
+	var noIface []netif.L2Announcement
+	d.mu.Lock()
+	for a, e := range d.cannot {
+		e.retry = false
+		switch {
+		case !placed[a]:
+			delete(d.cannot, a) // its VIP is gone
+		case errors.Is(e.err, netif.ErrNoInterface):
+			noIface = append(noIface, e.ann)
+		case !now.Before(e.tried.Add(e.backoff)), key != e.links && now.Sub(e.tried) >= d.opts.CannotRetry:
+			e.retry = true
+		}
+	}
+	d.mu.Unlock()
+	if len(noIface) == 0 || d.opts.L2 == nil {
+		return
+	}
+	still := map[netip.Addr]bool{}
+	for _, c := range d.opts.L2.Check(st, l2Config(cfg.L2), noIface) {
+		still[c.Addr] = true
+	}
+	d.mu.Lock()
+	for _, a := range noIface {
+		if e := d.cannot[a.Addr]; e != nil && !still[a.Addr] {
+			e.retry = true
+		}
+	}
+	d.mu.Unlock()
+}
+
+// noteCannot records, after the L2 output applied a pass, which IPs it
+// answers on no interface (failed, its Cannot), and logs each episode: a
+// warning when it starts (VIP, address, reason), info when it ends. With a
+// ring it reports whether the exclusions this node gossips must change
+// (an episode started, or a try failed): the caller gossips them and runs
+// another pass, which leaves the IP to the next node.
+func (d *Daemon) noteCannot(next reconcile.Desired, st []netif.L2Status, failed []netif.L2Cannot, links netif.State, now time.Time) bool {
+	announced := map[netip.Addr]bool{}
+	for _, s := range st {
+		for _, a := range s.Addrs {
+			announced[a] = true
+		}
+	}
+	byAddr := make(map[netip.Addr]netif.L2Cannot, len(failed))
+	for _, c := range failed {
+		byAddr[c.Addr] = c
+	}
+	key := linksKey(links)
+	ringed := d.opts.Ring != nil
+	type ended struct {
+		c      netif.L2Cannot
+		lasted time.Duration
+		tries  int
+		gone   bool
+	}
+	var (
+		started []netif.L2Cannot
+		over    []ended
+		retried []netif.L2Cannot
+		changed bool
+		wake    time.Time
+	)
+	d.mu.Lock()
+	if d.cannot == nil {
+		d.cannot = map[netip.Addr]*cannotEntry{}
+	}
+	for a, e := range d.cannot {
+		c, failedNow := byAddr[a]
+		switch {
+		case announced[a]:
+			delete(d.cannot, a)
+			over = append(over, ended{c: netif.L2Cannot{Addr: a, VIP: e.ann.VIP}, lasted: now.Sub(e.since), tries: e.tries})
+			changed = changed || !e.retry
+			continue
+		case failedNow:
+			e.err, e.ann = c.Err, wantedAnn(next, c)
+			if e.retry || !ringed {
+				e.tries++
+				e.tried, e.links = now, key
+				if e.retry {
+					e.backoff = min(2*e.backoff, maxCannotRetry)
+					retried = append(retried, c)
+					changed = true
+				}
+			}
+			e.retry = false
+		case e.retry || !ringed:
+			// Tried, but placement gave it to another node (or, without
+			// a ring, it is not asked for any more).
+			delete(d.cannot, a)
+			over = append(over, ended{c: netif.L2Cannot{Addr: a, VIP: e.ann.VIP}, lasted: now.Sub(e.since), tries: e.tries, gone: true})
+			continue
+		}
+		if !errors.Is(e.err, netif.ErrNoInterface) {
+			if at := e.tried.Add(e.backoff); wake.IsZero() || at.Before(wake) {
+				wake = at
+			}
+		}
+	}
+	for _, c := range failed {
+		if d.cannot[c.Addr] != nil {
+			continue
+		}
+		e := &cannotEntry{ann: wantedAnn(next, c), err: c.Err, since: now, tries: 1, tried: now, links: key, backoff: d.opts.CannotRetry}
+		d.cannot[c.Addr] = e
+		started = append(started, c)
+		changed = true
+		if at := now.Add(e.backoff); !errors.Is(c.Err, netif.ErrNoInterface) && (wake.IsZero() || at.Before(wake)) {
+			wake = at
+		}
+	}
+	d.mu.Unlock()
+
+	effect := "the next node takes it"
+	if !ringed {
+		effect = "no other node can take it; trying again every pass"
+	}
+	for i, c := range started {
+		if i == cannotLogLines {
+			d.log.Warn("more IPs this node cannot announce", "count", len(started)-i, "effect", effect)
+			break
+		}
+		retry := fmt.Sprintf("after %s, then backing off, and on link changes", d.opts.CannotRetry)
+		if errors.Is(c.Err, netif.ErrNoInterface) {
+			retry = "when a link is eligible for it again"
+		}
+		d.log.Warn("cannot announce this IP", "vip", c.VIP, "addr", c.Addr, "reason", c.Err, "effect", effect, "retry", retry)
+	}
+	for _, c := range retried {
+		d.log.Debug("tried an IP this node could not announce again: still cannot", "vip", c.VIP, "addr", c.Addr, "reason", c.Err)
+	}
+	slices.SortFunc(over, func(a, b ended) int { return a.c.Addr.Compare(b.c.Addr) })
+	for _, o := range over {
+		msg := "announcing an IP again that this node could not announce"
+		if o.gone {
+			msg = "an IP this node could not announce is no longer its to announce"
+		}
+		d.log.Info(msg, "vip", o.c.VIP, "addr", o.c.Addr, "lasted", o.lasted.Round(time.Millisecond), "tries", o.tries)
+	}
+	if ringed && !wake.IsZero() {
+		d.wakeAt(wake, "retry IPs this node could not announce")
+	}
+	return ringed && changed
+}
+
+// republishExclusions gossips the exclusions after noteCannot changed them.
+func (d *Daemon) republishExclusions() {
+	d.mu.Lock()
+	cannot, unhealthy := d.excludedLocked(), d.ring.unhealthy
+	d.mu.Unlock()
+	d.opts.Ring.SetExclusions(cannot, unhealthy)
+}
+
+// wantedAnn is the announcement the L2 output was asked for at c.Addr.
+func wantedAnn(next reconcile.Desired, c netif.L2Cannot) netif.L2Announcement {
+	a, ok := next[c.Addr]
+	if !ok {
+		return netif.L2Announcement{Addr: c.Addr, VIP: c.VIP}
+	}
+	return netif.L2Announcement{Addr: a.Addr, VIP: a.VIP, Interfaces: a.Interfaces, Local: a.Local, Handover: a.Handover}
+}
+
+// linksKey is a fingerprint of the links and their addresses: a change of
+// it is a link change, a reason to try again.
+func linksKey(st netif.State) uint64 {
+	h := fnv.New64a()
+	for _, l := range st.Links() {
+		fmt.Fprintf(h, "%d %s %s %v %v %v %v %d|", l.Index, l.Name, l.MAC, l.Up, l.Running, l.Broadcast, l.NoARP, l.MasterIndex)
+		for _, a := range l.Addrs {
+			fmt.Fprintf(h, "%s,", a.Prefix)
+		}
+	}
+	return h.Sum64()
 }

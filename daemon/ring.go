@@ -30,12 +30,16 @@ type Ring interface {
 	// SetAnnounced replaces the IPs this node says it announces. It never
 	// blocks.
 	SetAnnounced(addrs []netip.Addr)
-	// SetHealth, SetLabels and SetUnhealthy change this node's gossiped
-	// metadata; they never block and fail only when the metadata would
-	// not fit memberlist's 512 bytes.
+	// SetExclusions replaces what this node says it cannot serve: the
+	// addresses it cannot announce and the names of the VIPs whose health
+	// check fails here (gossip.Member.Cannot, Unhealthy). They travel with
+	// the announced set, so any number fits. It never blocks.
+	SetExclusions(cannot []netip.Addr, unhealthy []string)
+	// SetHealth and SetLabels change this node's gossiped metadata; they
+	// never block and fail only when the metadata would not fit
+	// memberlist's 512 bytes.
 	SetHealth(h gossip.Health) error
 	SetLabels(labels map[string]string) error
-	SetUnhealthy(vips []string) error
 	// SetJoin replaces the seeds used by later (re-)joins.
 	SetJoin(seeds []string)
 	// Refused says why the ring refuses this node ("" when it does not):
@@ -94,8 +98,10 @@ func RingConfig(cfg *config.Config, log *slog.Logger, onChange func(urgent bool)
 // largest generations and counts, with the configured labels and this
 // version: a configuration whose labels do not fit is refused by
 // --check-config and at start (exit 2), not by the ring on every restart.
-// (The names of VIPs failing their health check are added to it at run
-// time and are not checked here.)
+// Nothing else is added to the metadata at run time (the names of VIPs
+// failing their health check and the addresses the node cannot announce
+// travel with the announced set, which has no such limit), so a
+// configuration this accepts never overflows it.
 func CheckRingMeta(cfg *config.Config) error {
 	err := gossip.CheckMeta(gossip.Meta{
 		Gen: math.MaxUint64, Version: version.Version, Labels: cfg.Node.Labels, Health: gossip.HealthDraining,

@@ -153,25 +153,55 @@ func (l *ledger) owners() map[netip.Addr][]string {
 }
 
 // simAnnouncer is one daemon's L2 output: it answers for exactly what the
-// last Sync asked, until it crashes (kill -9: it answers nothing, at once,
-// and ignores what its dying daemon still asks).
+// last Sync asked, except the addresses it is told it cannot announce
+// (fail), until it crashes (kill -9: it answers nothing, at once, and
+// ignores what its dying daemon still asks).
 type simAnnouncer struct {
 	node   string
 	ledger *ledger
 
-	mu      sync.Mutex // guards owned, most and crashed
+	mu      sync.Mutex // guards the fields below
 	owned   []netip.Addr
 	most    int // the most addresses it ever answered for at once
 	crashed bool
+	fail    map[netip.Addr]error // cannot announce these, for this reason
+	cannot  []netif.L2Cannot     // the last Sync's
+	tries   map[netip.Addr]int   // Syncs that asked for a failing address
+}
+
+// setFail makes the output unable to announce addr (err nil: able again).
+func (a *simAnnouncer) setFail(addr netip.Addr, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.fail == nil {
+		a.fail, a.tries = map[netip.Addr]error{}, map[netip.Addr]int{}
+	}
+	if err == nil {
+		delete(a.fail, addr)
+	} else {
+		a.fail[addr] = err
+	}
+}
+
+func (a *simAnnouncer) triesOf(addr netip.Addr) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.tries[addr]
 }
 
 func (a *simAnnouncer) Sync(_ context.Context, _ netif.State, _ netif.L2Config, want []netif.L2Announcement) error {
 	addrs := make([]netip.Addr, 0, len(want))
-	for _, w := range want {
-		addrs = append(addrs, w.Addr)
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.cannot = nil
+	for _, w := range want {
+		if err := a.fail[w.Addr]; err != nil {
+			a.cannot = append(a.cannot, netif.L2Cannot{Addr: w.Addr, VIP: w.VIP, Err: err})
+			a.tries[w.Addr]++
+			continue
+		}
+		addrs = append(addrs, w.Addr)
+	}
 	if a.crashed {
 		return nil
 	}
@@ -188,6 +218,25 @@ func (a *simAnnouncer) Status() []netif.L2Status {
 		return nil
 	}
 	return []netif.L2Status{{Iface: "eth0", Addrs: slices.SortedFunc(slices.Values(a.owned), netip.Addr.Compare)}}
+}
+
+func (a *simAnnouncer) Cannot() []netif.L2Cannot {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.cannot)
+}
+
+// Check reports the failing addresses whose reason is no interface.
+func (a *simAnnouncer) Check(_ netif.State, _ netif.L2Config, want []netif.L2Announcement) []netif.L2Cannot {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []netif.L2Cannot
+	for _, w := range want {
+		if err := a.fail[w.Addr]; errors.Is(err, netif.ErrNoInterface) {
+			out = append(out, netif.L2Cannot{Addr: w.Addr, VIP: w.VIP, Err: err})
+		}
+	}
+	return out
 }
 
 func (a *simAnnouncer) Close() error {
@@ -263,6 +312,10 @@ type sim struct {
 	// kubeFor, when set, gives each daemon a real Kubernetes side (over
 	// a fake API) as its Kube and Groups instead.
 	kubeFor func(node string, log *slog.Logger, trigger func()) kubeSideGroups
+	// tweak, when set, adjusts each daemon's Options before New, and
+	// built sees each daemon after New, before Run.
+	tweak func(node string, opts *Options)
+	built func(node string, d *Daemon)
 
 	mu      sync.Mutex // guards running and dying
 	running map[string]*simNode
@@ -364,7 +417,7 @@ func (s *sim) startAs(name string, i int, label string) *simNode {
 	}
 	cfg.VIPs = slices.Clone(s.vips)
 	for k, v := range cfg.VIPs {
-		if v.Health != nil {
+		if v.Health != nil && s.checks != nil {
 			h := *v.Health
 			h.TCP = s.checks[name].Addr().String()
 			cfg.VIPs[k].Health = &h
@@ -393,9 +446,15 @@ func (s *sim) startAs(name string, i int, label string) *simNode {
 		k := s.kubeFor(name, log, func() { d.TriggerPaced("kubernetes") })
 		opts.Kube, opts.Groups = k, k
 	}
+	if s.tweak != nil {
+		s.tweak(name, &opts)
+	}
 	d, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.built != nil {
+		s.built(name, d)
 	}
 	links.SetOnChange(d.Trigger)
 	nd.d = d
@@ -711,15 +770,16 @@ func TestSimHealthCheckMovesTheVIP(t *testing.T) {
 		return nil
 	})
 	t.Logf("db moved off %s %s after its check started failing", owner, time.Since(start).Round(time.Millisecond))
-	// Every node learned why: the failing node gossips the VIP's name.
+	// Every node learned why: the failing node gossips the VIP's name
+	// with its announced set.
 	s.mu.Lock()
 	nodes := slices.Collect(maps.Values(s.running))
 	s.mu.Unlock()
 	s.waitFor(2*time.Second, "every node sees the failing check", func() error {
 		for _, nd := range nodes {
 			for _, m := range nd.ring.Members() {
-				if m.Name == owner && !slices.Equal(m.Meta.Unhealthy, []string{"db"}) {
-					return fmt.Errorf("%s sees %s unhealthy for %v", nd.name, owner, m.Meta.Unhealthy)
+				if m.Name == owner && !slices.Equal(m.Unhealthy, []string{"db"}) {
+					return fmt.Errorf("%s sees %s unhealthy for %v", nd.name, owner, m.Unhealthy)
 				}
 			}
 		}

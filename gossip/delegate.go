@@ -3,7 +3,6 @@ package gossip
 import (
 	"log/slog"
 	"math"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -121,7 +120,7 @@ func (d *delegate) LocalState(join bool) []byte {
 			sets[name] = e.set
 		}
 	}
-	sets[r.cfg.NodeName] = announcedSet{gen: r.local.AnnounceGen, addrs: r.localSet}
+	sets[r.cfg.NodeName] = r.localSetLocked()
 	return encodeState(sets)
 }
 
@@ -156,20 +155,21 @@ func (r *Ring) receiveChunk(c chunk, raw []byte) {
 		return
 	}
 	if e.pend == nil || e.pend.gen != c.gen || len(e.pend.parts) != c.total {
-		e.pend = &assembly{gen: c.gen, parts: make([][]netip.Addr, c.total), have: make([]bool, c.total)}
+		e.pend = &assembly{gen: c.gen, parts: make([]chunk, c.total), have: make([]bool, c.total)}
 	}
 	if e.pend.have[c.idx] {
 		r.mu.Unlock()
 		return
 	}
 	e.pend.have[c.idx] = true
-	e.pend.parts[c.idx] = c.addrs
+	e.pend.parts[c.idx] = chunk{addrs: c.addrs, cannot: c.cannot, unhealthy: c.unhealthy}
 	e.pend.got++
 	committed := e.pend.got == c.total
 	if committed {
-		e.set = announcedSet{gen: c.gen, addrs: normalizeAddrs(slices.Concat(e.pend.parts...))}
+		prev := e.set
+		e.set = e.pend.set()
 		e.pend = nil
-		r.announcedLocked(c.node, e)
+		r.announcedLocked(c.node, e, prev)
 	}
 	r.mu.Unlock()
 	r.queue.Queue(&chunkBroadcast{node: c.node, gen: c.gen, idx: c.idx, msg: slices.Clone(raw)})
@@ -199,11 +199,12 @@ func (r *Ring) mergeSets(sets map[string]announcedSet) {
 		if s.gen <= e.set.gen {
 			continue
 		}
+		prev := e.set
 		e.set = s
 		if e.pend != nil && e.pend.gen <= s.gen {
 			e.pend = nil
 		}
-		r.announcedLocked(node, e)
+		r.announcedLocked(node, e, prev)
 		changed = true
 	}
 	r.mu.Unlock()
@@ -216,10 +217,12 @@ func (r *Ring) mergeSets(sets map[string]announcedSet) {
 }
 
 // announcedLocked queues an EventAnnounced for a committed set of a member
-// memberlist knows (sets can arrive before the member's join event).
-func (r *Ring) announcedLocked(node string, e *entry) {
+// memberlist knows (sets can arrive before the member's join event); prev
+// is the set it replaced, to tell whether its exclusions changed.
+func (r *Ring) announcedLocked(node string, e *entry, prev announcedSet) {
 	if e.known {
-		r.pending = append(r.pending, Event{Kind: EventAnnounced, Node: node, Addr: e.addr, Time: time.Now()})
+		r.pending = append(r.pending, Event{Kind: EventAnnounced, Node: node, Addr: e.addr, Time: time.Now(),
+			Exclusions: !sameExclusions(prev, e.set)})
 	}
 }
 

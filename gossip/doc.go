@@ -34,21 +34,37 @@
 // node may announce thousands of IPs, so the metadata is split:
 //
 //   - Node meta (meta.go, format byte 1): Gen, health, a Leaving flag,
-//     AnnounceGen, AnnounceCount, version, labels and the names of the VIPs
-//     whose health check fails on the node (Unhealthy, appended later
-//     within format 1; absent means none). memberlist orders it by
-//     incarnation and delivers it with join/update events. New, SetLabels
-//     and SetUnhealthy refuse metadata that would overflow 512 bytes.
-//   - The announced set: split into chunks of ≤ 1000 bytes (~190 IPv4 or
-//     ~55 IPv6 addresses each) that ride the gossip packets from the
-//     Ring's own transmit-limited queue (queue.go: memberlist's drops
-//     broadcasts of equal length). A
+//     AnnounceGen, AnnounceCount, version, labels, and a retired empty list
+//     (earlier builds sent the names of failing VIPs there). memberlist
+//     orders it by incarnation and delivers it with join/update events.
+//     New and SetLabels refuse metadata that would overflow 512 bytes; its
+//     size depends only on the labels and the version, so --check-config
+//     can check it (daemon.CheckRingMeta).
+//   - The node's set: the IPs it announces, with its exclusions — the
+//     addresses it cannot announce (no interface, no responder socket,
+//     local address or sysctls not in place) and the names of the VIPs
+//     whose health check fails on it (SetExclusions; any number: 10,000
+//     failing VIPs are ~100 KB). All three share one generation
+//     (AnnounceGen): a change of any of them is a new set, and peers take
+//     a set only whole. Exclusions were added within format 1 after the
+//     addresses of a chunk and after the sets of a push-pull state, so a
+//     build that predates them reads the announced IPs and ignores the
+//     rest. (In a ring that mixes such builds, a set an older node relays
+//     by push-pull arrives without its exclusions: a newer node that had
+//     not seen that generation yet takes it as "no exclusions" until the
+//     node's next change.) An exclusion change is an urgent event
+//     (Event.Exclusions): the next node takes the IP at once.
+//   - The set travels split into chunks of ≤ 1000 bytes (~190 IPv4 or
+//     ~55 IPv6 addresses, or 15–100 VIP names by length, each) that ride
+//     the gossip packets from the Ring's own transmit-limited queue
+//     (queue.go: memberlist's drops broadcasts of equal length). A
 //     receiver assembles all chunks of one generation before it commits
 //     them, and relays each chunk the first time it sees it (memberlist
 //     sends user broadcasts only from the origin, RetransmitMult×log10(n)
 //     times). A newer generation invalidates the older chunks still queued.
 //   - Push-pull (LocalState/MergeRemoteState) carries every alive member's
-//     set, so anti-entropy repairs lost chunks every PushPullInterval.
+//     set, exclusions included, so anti-entropy repairs lost chunks every
+//     PushPullInterval.
 //   - Every probe ack carries the acking node's digest (format 1, kind 3:
 //     the Gen of its advertised meta and its AnnounceGen; PingDelegate), so
 //     each node learns the others' current generations once per probe
@@ -74,13 +90,15 @@
 //
 //   - Decoders never allocate from a count the message cannot hold: a
 //     count of n items needs n × their minimum size in the bytes left (an
-//     address 5 bytes, a set 4, a label 2), and counts are capped (200
-//     addresses a chunk, 16,384 sets a state). A 1 MiB state costs at most
+//     address 5 bytes, a set 4, a label 2, a VIP name 2), and counts are
+//     capped (200 addresses and 500 names a chunk, 16,384 sets a state;
+//     a name is at most 255 bytes and never empty). A 1 MiB state costs at most
 //     a few MiB; fuzz targets check every decoder (fuzz_test.go).
 //   - Node meta over memberlist's 512 bytes is rejected unread, like meta
 //     that does not decode: the member keeps the last meta this node read.
-//   - A member's set moves only forward, and only as far as the member's
-//     own meta vouches: a chunk, state or probe digest whose generation is
+//   - A member's set (exclusions included) moves only forward, and only
+//     as far as the member's own meta vouches: a chunk, state or probe
+//     digest whose generation is
 //     more than genAhead (2^20, ~1 ms of wall clock) beyond the Gen and
 //     AnnounceGen of the member's meta, as memberlist delivered it, is
 //     dropped. memberlist orders meta by incarnation and the node refutes

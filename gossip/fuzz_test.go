@@ -32,8 +32,13 @@ func FuzzDecodeChunk(f *testing.F) {
 	for _, m := range encodeChunks("n1", 7, manyAddrs(300, 1)) {
 		f.Add(m)
 	}
+	for _, m := range encodeSet("n1", announcedSet{gen: 8, addrs: manyAddrs(50, 1), cannot: manyAddrs(120, 2), unhealthy: manyNames(300)}) {
+		f.Add(m)
+	}
 	f.Add(rawChunk("n1", math.MaxUint64, 4095, 4096, addrs("2001:db8::1")))
 	f.Add([]byte{formatV1, kindChunk, 2, 'n', '1', 1, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{formatV1, kindChunk, 2, 'n', '1', 1, 0, 1, 0, 0, 0xff, 0xff, 0x03})
+	f.Add([]byte{formatV1, kindChunk, 2, 'n', '1', 1, 0, 1, 0, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) < 2 {
 			return
@@ -49,12 +54,25 @@ func FuzzDecodeChunk(f *testing.F) {
 		if c.node == "" || c.total < 1 || c.total > maxChunks || c.idx < 0 || c.idx >= c.total {
 			t.Fatalf("accepted a bad chunk header %+v", c)
 		}
-		if n := len(c.addrs); n > maxChunkAddrs || n > len(b)/minAddrSize || cap(c.addrs) > len(b)/minAddrSize {
-			t.Fatalf("%d addresses (capacity %d) from %d bytes", n, cap(c.addrs), len(b))
+		for _, as := range [][]netip.Addr{c.addrs, c.cannot} {
+			if n := len(as); n > maxChunkAddrs || n > len(b)/minAddrSize || cap(as) > len(b)/minAddrSize {
+				t.Fatalf("%d addresses (capacity %d) from %d bytes", n, cap(as), len(b))
+			}
+			for _, a := range as {
+				if !a.IsValid() {
+					t.Fatalf("invalid address decoded: %v", as)
+				}
+			}
 		}
-		for _, a := range c.addrs {
-			if !a.IsValid() {
-				t.Fatalf("invalid address decoded: %v", c.addrs)
+		if n := len(c.unhealthy); n > maxChunkNames || cap(c.unhealthy) > len(b)/minNameSize {
+			t.Fatalf("%d names (capacity %d) from %d bytes", n, cap(c.unhealthy), len(b))
+		}
+		if used := minAddrSize*(len(c.addrs)+len(c.cannot)) + minNameSize*len(c.unhealthy); used > len(b) {
+			t.Fatalf("%d items need at least %d bytes, got %d", len(c.addrs)+len(c.cannot)+len(c.unhealthy), used, len(b))
+		}
+		for _, n := range c.unhealthy {
+			if n == "" || len(n) > maxNameLen {
+				t.Fatalf("bad VIP name of %d bytes decoded", len(n))
 			}
 		}
 	})
@@ -65,9 +83,15 @@ func FuzzDecodeState(f *testing.F) {
 		"n1": {gen: 3, addrs: addrs("192.0.2.1", "2001:db8::1")},
 		"n2": {gen: math.MaxUint64},
 	}))
+	f.Add(encodeState(map[string]announcedSet{
+		"n1": {gen: 3, addrs: addrs("192.0.2.1"), cannot: addrs("192.0.2.2", "2001:db8::2"), unhealthy: []string{"api", "web"}},
+		"n2": {gen: 4},
+	}))
 	f.Add(encodeState(nil))
 	f.Add([]byte{formatV1, kindState, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{formatV1, kindState, 1, 2, 'n', '1', 1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{formatV1, kindState, 1, 2, 'n', '1', 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{formatV1, kindState, 1, 2, 'n', '1', 1, 0, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var (
 			sets map[string]announcedSet
@@ -80,23 +104,29 @@ func FuzzDecodeState(f *testing.F) {
 		if len(sets) > maxStateSets || len(sets) > len(b)/minSetSize {
 			t.Fatalf("%d sets from %d bytes", len(sets), len(b))
 		}
-		total := 0
+		addrsN, namesN := 0, 0
 		for node, s := range sets {
 			if node == "" {
 				t.Fatal("set of a node with no name")
 			}
-			if !slices.IsSortedFunc(s.addrs, netip.Addr.Compare) {
-				t.Fatalf("%s's set not sorted: %v", node, s.addrs)
+			if err := checkSetLists(s); err != nil {
+				t.Fatalf("%s: %v", node, err)
 			}
-			total += len(s.addrs)
+			addrsN += len(s.addrs) + len(s.cannot)
+			namesN += len(s.unhealthy)
 		}
-		if total > len(b)/minAddrSize {
-			t.Fatalf("%d addresses from %d bytes", total, len(b))
+		if minAddrSize*addrsN+minNameSize*namesN > len(b) {
+			t.Fatalf("%d addresses and %d names from %d bytes", addrsN, namesN, len(b))
 		}
 		// What decodes re-encodes to the same sets.
 		again, err := decodeState(encodeState(sets))
 		if err != nil || len(again) != len(sets) {
 			t.Fatalf("re-decode: %d sets, %v; want %d", len(again), err, len(sets))
+		}
+		for node, s := range sets {
+			if a := again[node]; a.gen != s.gen || !slices.Equal(a.addrs, s.addrs) || !sameExclusions(a, s) {
+				t.Fatalf("re-decode of %s: %+v, want %+v", node, a, s)
+			}
 		}
 	})
 }
@@ -120,6 +150,25 @@ func FuzzDecodeDigest(f *testing.F) {
 	})
 }
 
+// checkSetLists checks that a set's lists are sorted, free of duplicates,
+// and its VIP names neither empty nor too long.
+func checkSetLists(s announcedSet) error {
+	for _, as := range [][]netip.Addr{s.addrs, s.cannot} {
+		if !slices.IsSortedFunc(as, netip.Addr.Compare) || len(slices.Compact(slices.Clone(as))) != len(as) {
+			return fmt.Errorf("addresses not sorted or duplicated: %v", as)
+		}
+	}
+	if !slices.IsSorted(s.unhealthy) || len(slices.Compact(slices.Clone(s.unhealthy))) != len(s.unhealthy) {
+		return fmt.Errorf("names not sorted or duplicated: %q", s.unhealthy)
+	}
+	for _, n := range s.unhealthy {
+		if n == "" || len(n) > maxNameLen {
+			return fmt.Errorf("bad VIP name of %d bytes", len(n))
+		}
+	}
+	return nil
+}
+
 // mergeOp is one step of FuzzMergeAnnounced's program: 4 bytes.
 //
 //	op%6: 0 a chunk, 1 a push-pull state, 2 a meta update of a member,
@@ -127,7 +176,8 @@ func FuzzDecodeDigest(f *testing.F) {
 //	      5 a join of an unknown member
 //	who:  the node the step is about (this node, two members, two unknown)
 //	sel:  the generation (pickGen)
-//	n:    addresses, chunk index and total, meta step
+//	n:    addresses, chunk index and total, meta step; its bit 7 adds
+//	      exclusions (cannot, unhealthy) to chunks and states
 var mergeNames = []string{"self", "n2", "n3", "ghost1", "ghost2"}
 
 // pickGen chooses a generation around the edges of the bounds.
@@ -183,6 +233,7 @@ func FuzzMergeAnnounced(f *testing.F) {
 			(*events)(r).NotifyJoin(peerNode(t, name, m))
 		}
 		prev := make(map[string]uint64)
+		prevSets := make(map[string]announcedSet)
 		prevLocal := r.LocalMeta()
 		firstGen := prevLocal.Gen
 		steps := 0
@@ -198,13 +249,17 @@ func FuzzMergeAnnounced(f *testing.F) {
 				anchor = m.Gen
 			}
 			gen := pickGen(sel, n, anchor, now)
-			set := manyAddrs(int(n%8), n)
+			set := announcedSet{gen: gen, addrs: manyAddrs(int(n%8), n)}
+			if n&0x80 != 0 {
+				set.cannot = manyAddrs(int(n%5), n+1)
+				set.unhealthy = manyNames(int(n % 7))
+			}
 			switch op % 6 {
 			case 0:
 				total := 1 + int(n%3)
-				d.NotifyMsg(rawChunk(node, gen, int(n/3)%total, total, set))
+				d.NotifyMsg(rawSetChunk(node, int(n/3)%total, total, set))
 			case 1:
-				d.MergeRemoteState(encodeState(map[string]announcedSet{node: {gen: gen, addrs: set}}), false)
+				d.MergeRemoteState(encodeState(map[string]announcedSet{node: set}), false)
 			case 2, 5:
 				if _, ok := metas[node]; (!ok && op%6 == 2) || node == "self" {
 					continue
@@ -228,7 +283,7 @@ func FuzzMergeAnnounced(f *testing.F) {
 				d.NotifyMsg(prog)
 				d.MergeRemoteState(prog, false)
 			}
-			if err := checkMerge(r, prev, prevLocal, firstGen, steps); err != nil {
+			if err := checkMerge(r, prev, prevSets, prevLocal, firstGen, steps); err != nil {
 				t.Fatalf("step %d (op %d on %s, gen %d): %v", steps, op%6, node, gen, err)
 			}
 			prevLocal = r.LocalMeta()
@@ -237,8 +292,10 @@ func FuzzMergeAnnounced(f *testing.F) {
 }
 
 // checkMerge checks FuzzMergeAnnounced's invariants and records the sets'
-// generations in prev.
-func checkMerge(r *Ring, prev map[string]uint64, prevLocal Meta, firstGen uint64, steps int) error {
+// generations in prev, and the sets in prevSets: a member's exclusions
+// change only with its set's generation (they travel with the set), and
+// every list stays sorted and free of duplicates.
+func checkMerge(r *Ring, prev map[string]uint64, prevSets map[string]announcedSet, prevLocal Meta, firstGen uint64, steps int) error {
 	now := time.Now() // the Ring checked the bounds a moment ago: they only grow with time
 	local := r.LocalMeta()
 	if local.Gen < prevLocal.Gen || local.AnnounceGen < prevLocal.AnnounceGen || local.Gen < local.AnnounceGen {
@@ -261,10 +318,14 @@ func checkMerge(r *Ring, prev map[string]uint64, prevLocal Meta, firstGen uint64
 		if p := prev[name]; e.set.gen < p && p <= limit {
 			return fmt.Errorf("%s: set moved back from gen %d to %d within its bound %d", name, p, e.set.gen, limit)
 		}
-		if !slices.IsSortedFunc(e.set.addrs, netip.Addr.Compare) {
-			return fmt.Errorf("%s: set not sorted", name)
+		if err := checkSetLists(e.set); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if p, ok := prevSets[name]; ok && p.gen == e.set.gen && (!slices.Equal(p.addrs, e.set.addrs) || !sameExclusions(p, e.set)) {
+			return fmt.Errorf("%s: set changed within generation %d: %+v → %+v", name, e.set.gen, p, e.set)
 		}
 		prev[name] = e.set.gen
+		prevSets[name] = e.set
 	}
 	if unknown > maxUnknownMembers {
 		return fmt.Errorf("%d unknown members held, want ≤ %d", unknown, maxUnknownMembers)

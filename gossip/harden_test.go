@@ -56,6 +56,26 @@ func rawChunk(node string, gen uint64, idx, total int, set []netip.Addr) []byte 
 	return b
 }
 
+// rawSetChunk encodes chunk idx of total of node's set, exclusions
+// included, with every list in chunk idx.
+func rawSetChunk(node string, idx, total int, set announcedSet) []byte {
+	b := rawChunk(node, set.gen, idx, total, set.addrs)
+	if len(set.cannot)+len(set.unhealthy) > 0 {
+		b = appendAddrs(b, set.cannot)
+		b = appendNames(b, set.unhealthy)
+	}
+	return b
+}
+
+// manyNames returns n sorted VIP names.
+func manyNames(n int) []string {
+	out := make([]string, 0, n)
+	for i := range n {
+		out = append(out, fmt.Sprintf("vip-%05d", i))
+	}
+	return out
+}
+
 // held returns what r holds of node's set.
 func held(r *Ring, node string) announcedSet {
 	r.mu.Lock()

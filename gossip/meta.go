@@ -41,10 +41,19 @@ const (
 	minAddrSize  = 1 + 4     // length byte and an IPv4 address
 	minLabelSize = 1 + 1     // two empty strings
 	minSetSize   = 2 + 1 + 1 // a one-byte node name, a generation, a count
+	minNameSize  = 1 + 1     // a one-byte VIP name (names are never empty)
 )
 
-// maxChunkAddrs is the most addresses a chunk can carry within chunkBudget.
-const maxChunkAddrs = chunkBudget / minAddrSize
+// maxChunkAddrs is the most addresses a chunk can carry within chunkBudget
+// (in each of its two address lists); maxChunkNames the most VIP names.
+const (
+	maxChunkAddrs = chunkBudget / minAddrSize
+	maxChunkNames = chunkBudget / minNameSize
+)
+
+// maxNameLen bounds a VIP name in the exclusions: every name must fit one
+// chunk. Config allows 63 bytes.
+const maxNameLen = 255
 
 // maxStateSets bounds the sets in one push-pull state: far more nodes than
 // a ring of Kubernetes nodes (5,000 at most) holds.
@@ -94,11 +103,6 @@ type Meta struct {
 	// Member.AnnouncedGen equal to it means the receiver holds that set.
 	AnnounceGen   uint64
 	AnnounceCount int
-	// Unhealthy names the VIPs whose health check fails (or has no result
-	// yet) on this node, sorted: peers leave the node out of those VIPs'
-	// placement. Added within format 1 after the labels; a node that does
-	// not send it is healthy for every VIP.
-	Unhealthy []string
 }
 
 // CheckMeta returns the error New or SetLabels would return for metadata
@@ -112,10 +116,13 @@ func CheckMeta(m Meta) error {
 //
 //	format(1) uvarint(Gen) health(1) flags(1) uvarint(AnnounceGen) uvarint(AnnounceCount)
 //	string(Version) uvarint(len(Labels)) {string(key) string(value)} sorted by key
-//	uvarint(len(Unhealthy)) {string(name)}
+//	uvarint(0)
 //
 // where string is uvarint(len) followed by the bytes, and flags bit 0 is
-// Leaving.
+// Leaving. The final zero is a retired field: earlier builds sent there the
+// names of the VIPs failing their health check, which now travel with the
+// announced set (exclusions, see doc.go). It stays, always an empty list,
+// so that such a build reads "none" rather than a later field as names.
 func encodeMeta(m Meta) ([]byte, error) {
 	b := []byte{formatV1}
 	b = binary.AppendUvarint(b, m.Gen)
@@ -133,12 +140,9 @@ func encodeMeta(m Meta) ([]byte, error) {
 		b = appendString(b, k)
 		b = appendString(b, m.Labels[k])
 	}
-	b = binary.AppendUvarint(b, uint64(len(m.Unhealthy)))
-	for _, n := range m.Unhealthy {
-		b = appendString(b, n)
-	}
+	b = binary.AppendUvarint(b, 0) // retired: failing VIPs' names
 	if len(b) > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("node metadata is %d bytes, memberlist allows %d: shorten the labels, the version or the names of VIPs failing their health check", len(b), memberlist.MetaMaxSize)
+		return nil, fmt.Errorf("node metadata is %d bytes, memberlist allows %d: shorten the labels or the version", len(b), memberlist.MetaMaxSize)
 	}
 	return b, nil
 }
@@ -169,13 +173,11 @@ func decodeMeta(b []byte) (Meta, error) {
 		k := d.string()
 		m.Labels[k] = d.string()
 	}
-	// Unhealthy came later within format 1: absent from older nodes' meta.
+	// The retired list of failing VIPs (absent from the oldest nodes'
+	// meta): skipped, so that fields added after it can be read.
 	if d.err == nil && len(d.b) > 0 {
-		if n := d.items(1, memberlist.MetaMaxSize); n > 0 {
-			m.Unhealthy = make([]string, 0, n)
-			for range n {
-				m.Unhealthy = append(m.Unhealthy, d.string())
-			}
+		for range d.items(1, memberlist.MetaMaxSize) {
+			d.string()
 		}
 	}
 	if d.err != nil {
@@ -184,47 +186,81 @@ func decodeMeta(b []byte) (Meta, error) {
 	return m, nil
 }
 
-// chunk is one piece of a node's announced set, small enough for a packet.
+// chunk is one piece of a node's set, small enough for a packet.
 type chunk struct {
 	node       string
 	gen        uint64
 	idx, total int
 	addrs      []netip.Addr
+	// The exclusions' share of this chunk (see announcedSet).
+	cannot    []netip.Addr
+	unhealthy []string
 }
 
-// encodeChunks splits a sorted announced set into broadcastable chunks:
+// encodeChunks splits a sorted announced set without exclusions into
+// chunks (tests; the Ring sends encodeSet's).
+func encodeChunks(node string, gen uint64, addrs []netip.Addr) [][]byte {
+	return encodeSet(node, announcedSet{gen: gen, addrs: addrs})
+}
+
+// encodeSet splits a node's normalised set into broadcastable chunks:
 //
 //	format(1) kindChunk(1) string(node) uvarint(gen) uvarint(idx) uvarint(total)
 //	uvarint(count) {addr}
+//	[uvarint(count) {addr} uvarint(count) {string}]
 //
-// where addr is 4 followed by 4 bytes or 16 followed by 16 bytes. An empty
-// set is one chunk with no addresses.
-func encodeChunks(node string, gen uint64, addrs []netip.Addr) [][]byte {
+// where addr is 4 followed by 4 bytes or 16 followed by 16 bytes. The
+// bracketed part is the exclusions' share of the chunk (the addresses the
+// node cannot announce, then the names of its failing VIPs), added within
+// format 1: it is sent only when the set has exclusions, and a decoder that
+// predates it ignores it as trailing bytes. The three lists are cut, in that
+// order, into chunks of at most chunkBudget bytes. An empty set is one chunk
+// with no addresses.
+func encodeSet(node string, s announcedSet) [][]byte {
+	ext := len(s.cannot) > 0 || len(s.unhealthy) > 0
 	header := func(idx, total int) []byte {
 		b := []byte{formatV1, kindChunk}
 		b = appendString(b, node)
-		b = binary.AppendUvarint(b, gen)
+		b = binary.AppendUvarint(b, s.gen)
 		b = binary.AppendUvarint(b, uint64(idx))
 		return binary.AppendUvarint(b, uint64(total))
 	}
-	// Split first, then encode: the header depends on the total.
-	var groups [][]netip.Addr
-	room := chunkBudget - len(header(maxChunks, maxChunks)) - binary.MaxVarintLen32
-	start, size := 0, 0
-	for i, a := range addrs {
-		if s := addrSize(a); size+s > room {
-			groups = append(groups, addrs[start:i])
-			start, size = i, 0
-		}
-		size += addrSize(a)
+	counts := 1
+	if ext {
+		counts = 3
 	}
-	groups = append(groups, addrs[start:])
-	out := make([][]byte, len(groups))
-	for i, g := range groups {
-		b := header(i, len(groups))
-		b = binary.AppendUvarint(b, uint64(len(g)))
-		for _, a := range g {
-			b = appendAddr(b, a)
+	// Split first, then encode: the header depends on the total.
+	room := chunkBudget - len(header(maxChunks, maxChunks)) - counts*binary.MaxVarintLen32
+	var parts []chunk
+	var cur chunk
+	size := 0
+	fits := func(n int) {
+		if size+n > room {
+			parts = append(parts, cur)
+			cur, size = chunk{}, 0
+		}
+		size += n
+	}
+	for _, a := range s.addrs {
+		fits(addrSize(a))
+		cur.addrs = append(cur.addrs, a)
+	}
+	for _, a := range s.cannot {
+		fits(addrSize(a))
+		cur.cannot = append(cur.cannot, a)
+	}
+	for _, n := range s.unhealthy {
+		fits(stringSize(n))
+		cur.unhealthy = append(cur.unhealthy, n)
+	}
+	parts = append(parts, cur)
+	out := make([][]byte, len(parts))
+	for i, p := range parts {
+		b := header(i, len(parts))
+		b = appendAddrs(b, p.addrs)
+		if ext {
+			b = appendAddrs(b, p.cannot)
+			b = appendNames(b, p.unhealthy)
 		}
 		out[i] = b
 	}
@@ -237,10 +273,11 @@ func decodeChunk(b []byte) (chunk, error) {
 	c := chunk{node: d.string(), gen: d.uvarint()}
 	c.idx = d.count(maxChunks)
 	c.total = d.count(maxChunks)
-	n := d.items(minAddrSize, maxChunkAddrs)
-	c.addrs = make([]netip.Addr, 0, n)
-	for range n {
-		c.addrs = append(c.addrs, d.addr())
+	c.addrs = d.addrs(maxChunkAddrs)
+	// The exclusions came later within format 1: absent means none.
+	if d.err == nil && len(d.b) > 0 {
+		c.cannot = d.addrs(maxChunkAddrs)
+		c.unhealthy = d.names(maxChunkNames)
 	}
 	if d.err == nil && (c.total == 0 || c.idx >= c.total || c.node == "") {
 		d.err = fmt.Errorf("chunk %d of %d for node %q", c.idx, c.total, c.node)
@@ -251,25 +288,49 @@ func decodeChunk(b []byte) (chunk, error) {
 	return c, nil
 }
 
-// announcedSet is one node's announced IPs at a generation.
+// announcedSet is one node's announced IPs at a generation, with its
+// exclusions at the same generation: the addresses it cannot announce
+// although placement would give them to it (no interface, no responder
+// socket, local address or sysctls not in place), and the names of the VIPs
+// whose health check fails on it (or has no result yet). Peers leave the
+// node out of those addresses' and VIPs' placement. Every list is sorted
+// and free of duplicates; a change of any of them is a new generation.
 type announcedSet struct {
-	gen   uint64
-	addrs []netip.Addr
+	gen       uint64
+	addrs     []netip.Addr
+	cannot    []netip.Addr
+	unhealthy []string
 }
 
-// encodeState encodes every known announced set for push-pull:
+// sameExclusions reports whether a and b exclude the same IPs and VIPs.
+func sameExclusions(a, b announcedSet) bool {
+	return slices.Equal(a.cannot, b.cannot) && slices.Equal(a.unhealthy, b.unhealthy)
+}
+
+// encodeState encodes every known set for push-pull:
 //
 //	format(1) kindState(1) uvarint(n) {string(node) uvarint(gen) uvarint(count) {addr}}
+//	[{uvarint(count) {addr} uvarint(count) {string}} × n]
+//
+// The bracketed part is each set's exclusions, in the order of the sets,
+// added within format 1: sent only when some set has exclusions, and
+// ignored as trailing bytes by a decoder that predates it.
 func encodeState(sets map[string]announcedSet) []byte {
 	b := []byte{formatV1, kindState}
 	b = binary.AppendUvarint(b, uint64(len(sets)))
-	for _, node := range slices.Sorted(maps.Keys(sets)) {
+	nodes := slices.Sorted(maps.Keys(sets))
+	ext := false
+	for _, node := range nodes {
 		s := sets[node]
 		b = appendString(b, node)
 		b = binary.AppendUvarint(b, s.gen)
-		b = binary.AppendUvarint(b, uint64(len(s.addrs)))
-		for _, a := range s.addrs {
-			b = appendAddr(b, a)
+		b = appendAddrs(b, s.addrs)
+		ext = ext || len(s.cannot) > 0 || len(s.unhealthy) > 0
+	}
+	if ext {
+		for _, node := range nodes {
+			b = appendAddrs(b, sets[node].cannot)
+			b = appendNames(b, sets[node].unhealthy)
 		}
 	}
 	return b
@@ -284,26 +345,41 @@ func decodeState(b []byte) (map[string]announcedSet, error) {
 	n := d.items(minSetSize, maxStateSets)
 	// The hint is capped: a map's buckets cost more than the entries' bytes.
 	sets := make(map[string]announcedSet, min(n, 64))
+	order := make([]string, 0, n) // n is bounded by the bytes present
 	for range n {
 		node := d.string()
 		if d.err == nil && node == "" {
 			d.err = errors.New("set of a node with no name")
 		}
-		s := announcedSet{gen: d.uvarint()}
-		c := d.items(minAddrSize, maxChunks*maxChunkAddrs)
-		s.addrs = make([]netip.Addr, 0, c)
-		for range c {
-			s.addrs = append(s.addrs, d.addr())
-		}
+		s := announcedSet{gen: d.uvarint(), addrs: d.addrs(maxChunks * maxChunkAddrs)}
 		if d.err != nil {
 			break
 		}
-		slices.SortFunc(s.addrs, netip.Addr.Compare)
-		s.addrs = slices.Compact(s.addrs)
 		sets[node] = s
+		order = append(order, node)
+	}
+	// The exclusions came later within format 1: absent means none. They
+	// follow the sets' order, so a node listed twice takes its last.
+	if d.err == nil && len(d.b) > 0 {
+		for _, node := range order {
+			s := sets[node]
+			s.cannot = d.addrs(maxChunks * maxChunkAddrs)
+			s.unhealthy = d.names(maxChunks * maxChunkNames)
+			if d.err != nil {
+				break
+			}
+			sets[node] = s
+		}
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("decode gossip state: %w", d.err)
+	}
+	for node, s := range sets {
+		s.addrs = sortAddrs(s.addrs)
+		s.cannot = sortAddrs(s.cannot)
+		slices.Sort(s.unhealthy)
+		s.unhealthy = slices.Compact(s.unhealthy)
+		sets[node] = s
 	}
 	return sets, nil
 }
@@ -351,7 +427,53 @@ func normalizeAddrs(addrs []netip.Addr) []netip.Addr {
 	return slices.Compact(out)
 }
 
+// normalizeNames returns a sorted, de-duplicated copy of names without the
+// empty ones and those longer than maxNameLen (dropped: their number).
+func normalizeNames(names []string) (out []string, dropped int) {
+	out = make([]string, 0, len(names))
+	for _, n := range names {
+		if n == "" || len(n) > maxNameLen {
+			dropped++
+			continue
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), dropped
+}
+
+// sortAddrs sorts and de-duplicates decoded addresses in place.
+func sortAddrs(addrs []netip.Addr) []netip.Addr {
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	return slices.Compact(addrs)
+}
+
 func addrSize(a netip.Addr) int { return 1 + a.BitLen()/8 }
+
+func stringSize(s string) int { return uvarintSize(uint64(len(s))) + len(s) }
+
+func uvarintSize(v uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], v)
+}
+
+// appendAddrs appends uvarint(count) {addr}.
+func appendAddrs(b []byte, addrs []netip.Addr) []byte {
+	b = binary.AppendUvarint(b, uint64(len(addrs)))
+	for _, a := range addrs {
+		b = appendAddr(b, a)
+	}
+	return b
+}
+
+// appendNames appends uvarint(count) {string}.
+func appendNames(b []byte, names []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(names)))
+	for _, n := range names {
+		b = appendString(b, n)
+	}
+	return b
+}
 
 func appendAddr(b []byte, a netip.Addr) []byte {
 	s := a.AsSlice()
@@ -437,6 +559,40 @@ func (d *decoder) string() string {
 	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
+}
+
+// addrs reads uvarint(count) {addr}, at most limit addresses.
+func (d *decoder) addrs(limit int) []netip.Addr {
+	n := d.items(minAddrSize, limit)
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	out := make([]netip.Addr, 0, n)
+	for range n {
+		out = append(out, d.addr())
+	}
+	return out
+}
+
+// names reads uvarint(count) {string}, at most limit VIP names, each
+// neither empty nor longer than maxNameLen.
+func (d *decoder) names(limit int) []string {
+	n := d.items(minNameSize, limit)
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
+	for range n {
+		s := d.string()
+		if d.err == nil && (s == "" || len(s) > maxNameLen) {
+			d.err = fmt.Errorf("VIP name of %d bytes", len(s))
+		}
+		if d.err != nil {
+			return nil
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func (d *decoder) addr() netip.Addr {

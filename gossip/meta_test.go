@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/hashicorp/memberlist"
 	"pgregory.net/rapid"
 )
@@ -17,7 +19,7 @@ func TestMetaRoundTrip(t *testing.T) {
 	for _, m := range []Meta{
 		{},
 		{Gen: 1 << 62, Version: "v1.2.3", Labels: map[string]string{"rack": "a1", "zone": ""}, Health: HealthDraining, Leaving: true, AnnounceGen: 99, AnnounceCount: 3000},
-		{Gen: 7, Labels: map[string]string{"rack": "a1"}, Unhealthy: []string{"api", "web"}},
+		{Gen: 7, Labels: map[string]string{"rack": "a1"}},
 	} {
 		b, err := encodeMeta(m)
 		if err != nil {
@@ -52,6 +54,30 @@ func TestMetaRoundTrip(t *testing.T) {
 	}
 }
 
+// The meta of earlier builds, which carried the names of the VIPs failing
+// their health check after the labels, still decodes (the names are no
+// longer read there), and this build keeps an empty list in their place so
+// that such a build reads none.
+func TestMetaRetiredUnhealthyList(t *testing.T) {
+	m := Meta{Gen: 9, Version: "v", Labels: map[string]string{"rack": "a1"}, AnnounceGen: 8, AnnounceCount: 2}
+	b, err := encodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[len(b)-1] != 0 {
+		t.Fatalf("meta does not end with the retired empty list: % x", b)
+	}
+	old := appendString(appendString(binary.AppendUvarint(slices.Clone(b[:len(b)-1]), 2), "api"), "web")
+	got, err := decodeMeta(old)
+	if err != nil || !cmp.Equal(got, m) {
+		t.Errorf("an earlier build's meta: %+v, %v; want %+v", got, err, m)
+	}
+	// A list that its bytes cannot hold is corrupt.
+	if _, err := decodeMeta(append(slices.Clone(b[:len(b)-1]), 0x7f)); err == nil {
+		t.Error("a retired list of 127 names in 0 bytes: no error")
+	}
+}
+
 func TestMetaTooLarge(t *testing.T) {
 	labels := map[string]string{"k": strings.Repeat("v", memberlist.MetaMaxSize)}
 	if _, err := encodeMeta(Meta{Labels: labels}); err == nil {
@@ -71,15 +97,26 @@ func genAddrs(t *rapid.T, label string) []netip.Addr {
 	}), 0, 2500).Draw(t, label)
 }
 
-// Chunks fit a packet and reassemble, in any order, to the normalized set.
+func genNames(t *rapid.T, label string) []string {
+	return rapid.SliceOfN(rapid.StringMatching(`[a-z0-9._-]{1,63}`), 0, 600).Draw(t, label)
+}
+
+// Chunks fit a packet and reassemble, in any order, to the normalized set
+// with its exclusions; a set without exclusions is encoded as before they
+// existed, and every chunk's announced part reads the same to a decoder
+// that stops there (one that predates the exclusions).
 func TestChunksProperty(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		set := normalizeAddrs(genAddrs(t, "addrs"))
+		set := announcedSet{gen: rapid.Uint64().Draw(t, "gen"), addrs: normalizeAddrs(genAddrs(t, "addrs"))}
+		if rapid.Bool().Draw(t, "exclusions") {
+			set.cannot = normalizeAddrs(genAddrs(t, "cannot"))
+			set.unhealthy, _ = normalizeNames(genNames(t, "unhealthy"))
+		}
 		node := rapid.StringMatching(`[a-z0-9.-]{1,63}`).Draw(t, "node")
-		gen := rapid.Uint64().Draw(t, "gen")
-		msgs := encodeChunks(node, gen, set)
+		msgs := encodeSet(node, set)
 		order := rapid.Permutation(msgs).Draw(t, "order")
-		parts := make([][]netip.Addr, len(msgs))
+		a := &assembly{gen: set.gen, parts: make([]chunk, len(msgs))}
+		var old []netip.Addr
 		for _, m := range order {
 			if len(m) > chunkBudget {
 				t.Fatalf("chunk of %d bytes > budget %d", len(m), chunkBudget)
@@ -88,13 +125,32 @@ func TestChunksProperty(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.node != node || c.gen != gen || c.total != len(msgs) {
+			if c.node != node || c.gen != set.gen || c.total != len(msgs) {
 				t.Fatalf("header %+v", c)
 			}
-			parts[c.idx] = c.addrs
+			a.parts[c.idx] = c
+			// What a decoder without the exclusions reads: the header and
+			// the announced addresses, then trailing bytes.
+			d := decoder{b: m[2:]}
+			d.string()
+			d.uvarint()
+			d.count(maxChunks)
+			d.count(maxChunks)
+			pre := d.addrs(maxChunkAddrs)
+			if d.err != nil || !slices.Equal(pre, c.addrs) {
+				t.Fatalf("announced part: %v, %v; want %v", pre, d.err, c.addrs)
+			}
+			if len(set.cannot)+len(set.unhealthy) == 0 && len(d.b) != 0 {
+				t.Fatalf("a set without exclusions has %d more bytes", len(d.b))
+			}
+			old = append(old, pre...)
 		}
-		if got := normalizeAddrs(slices.Concat(parts...)); !slices.Equal(got, set) {
-			t.Fatalf("reassembled %d addrs, want %d", len(got), len(set))
+		got := a.set()
+		if d := cmp.Diff(set, got, cmp.AllowUnexported(announcedSet{}), cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+			t.Fatalf("reassembled (-want +got):\n%s", d)
+		}
+		if got := normalizeAddrs(old); !slices.Equal(got, set.addrs) {
+			t.Fatalf("an older decoder reassembles %d addrs, want %d", len(got), len(set.addrs))
 		}
 	})
 }
@@ -103,16 +159,21 @@ func TestStateProperty(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		sets := make(map[string]announcedSet)
 		for i := range rapid.IntRange(0, 5).Draw(t, "nodes") {
-			sets[string(rune('a'+i))] = announcedSet{
+			s := announcedSet{
 				gen:   rapid.Uint64().Draw(t, "gen"),
 				addrs: normalizeAddrs(genAddrs(t, "addrs")),
 			}
+			if rapid.Bool().Draw(t, "exclusions") {
+				s.cannot = normalizeAddrs(genAddrs(t, "cannot"))
+				s.unhealthy, _ = normalizeNames(genNames(t, "unhealthy"))
+			}
+			sets[string(rune('a'+i))] = s
 		}
 		got, err := decodeState(encodeState(sets))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := cmp.Diff(sets, got, cmp.AllowUnexported(announcedSet{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+		if d := cmp.Diff(sets, got, cmp.AllowUnexported(announcedSet{}), cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
 			t.Fatalf("state round trip:\n%s", d)
 		}
 	})
@@ -147,8 +208,8 @@ func FuzzDecodeMeta(f *testing.F) {
 		if len(b) > memberlist.MetaMaxSize {
 			t.Fatalf("decoded %d bytes of metadata, over %d", len(b), memberlist.MetaMaxSize)
 		}
-		if len(m.Labels) > len(b)/minLabelSize || len(m.Unhealthy) > len(b) {
-			t.Fatalf("%d labels, %d unhealthy from %d bytes", len(m.Labels), len(m.Unhealthy), len(b))
+		if len(m.Labels) > len(b)/minLabelSize {
+			t.Fatalf("%d labels from %d bytes", len(m.Labels), len(b))
 		}
 		// What decodes re-encodes to something that decodes the same
 		// (unless the labels were duplicated or it is over the limit).
@@ -224,7 +285,7 @@ func TestLogBridge(t *testing.T) {
 
 func TestEventUrgent(t *testing.T) {
 	base := Meta{Gen: 10, Version: "1", Labels: map[string]string{"a": "b"}, Health: HealthOK,
-		AnnounceGen: 9, AnnounceCount: 3, Unhealthy: []string{"web"}}
+		AnnounceGen: 9, AnnounceCount: 3}
 	for _, tc := range []struct {
 		name    string
 		mut     func(*Meta)
@@ -234,12 +295,10 @@ func TestEventUrgent(t *testing.T) {
 		{"health", func(m *Meta) { m.Gen, m.Health = 11, HealthDraining }, false},
 		{"leaving", func(m *Meta) { m.Gen, m.Leaving = 11, true }, false},
 		{"labels", func(m *Meta) { m.Gen, m.Labels = 11, map[string]string{"a": "c"} }, false},
-		{"failing checks", func(m *Meta) { m.Gen, m.Unhealthy = 11, nil }, false},
 		{"version", func(m *Meta) { m.Gen, m.Version = 11, "2" }, false},
 	} {
 		next := base
 		next.Labels = maps.Clone(base.Labels)
-		next.Unhealthy = slices.Clone(base.Unhealthy)
 		tc.mut(&next)
 		if got := setOnly(base, next); got != tc.setOnly {
 			t.Errorf("%s: setOnly = %v, want %v", tc.name, got, tc.setOnly)
@@ -253,5 +312,10 @@ func TestEventUrgent(t *testing.T) {
 		if got := (Event{Kind: k}).Urgent(); got != urgent {
 			t.Errorf("%s: Urgent = %v, want %v", k, got, urgent)
 		}
+	}
+	// A set that comes with other exclusions changes who may take which
+	// IP: as urgent as a change of health.
+	if !(Event{Kind: EventAnnounced, Exclusions: true}).Urgent() {
+		t.Error("announced set with new exclusions: not urgent")
 	}
 }

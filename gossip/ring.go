@@ -53,6 +53,12 @@ type Member struct {
 	// lags Meta while AnnouncedGen < Meta.AnnounceGen.
 	Announced    []netip.Addr
 	AnnouncedGen uint64
+	// Cannot and Unhealthy are the node's exclusions at AnnouncedGen (see
+	// SetExclusions): the addresses it cannot announce and the names of
+	// the VIPs whose health check fails on it, both sorted. Placement
+	// leaves the node out of those IPs and VIPs.
+	Cannot    []netip.Addr
+	Unhealthy []string
 }
 
 // EventKind says what happened to a member.
@@ -82,13 +88,24 @@ type Event struct {
 	// says the announced set changed (AnnounceGen, AnnounceCount, Gen):
 	// news about who announces what, not about who is up.
 	SetOnly bool
+	// Exclusions marks an EventAnnounced whose set came with other
+	// exclusions (Member.Cannot, Member.Unhealthy): news about who may
+	// take which IP.
+	Exclusions bool
 }
 
 // Urgent reports whether the event may change who is up: a join, a leave,
-// a death, or metadata other than the announced set's. A member's
-// announced set changing is not urgent (see Event.SetOnly).
+// a death, metadata other than the announced set's, or a member's
+// exclusions. A member's announced set changing alone is not urgent (see
+// Event.SetOnly).
 func (ev Event) Urgent() bool {
-	return ev.Kind != EventAnnounced && !(ev.Kind == EventUpdate && ev.SetOnly)
+	switch ev.Kind {
+	case EventAnnounced:
+		return ev.Exclusions
+	case EventUpdate:
+		return !ev.SetOnly
+	}
+	return true
 }
 
 // setOnly reports whether b differs from a only in the announced set's
@@ -96,7 +113,7 @@ func (ev Event) Urgent() bool {
 func setOnly(a, b Meta) bool {
 	a.Gen, a.AnnounceGen, a.AnnounceCount = b.Gen, b.AnnounceGen, b.AnnounceCount
 	return a.Version == b.Version && a.Health == b.Health && a.Leaving == b.Leaving &&
-		maps.Equal(a.Labels, b.Labels) && slices.Equal(a.Unhealthy, b.Unhealthy)
+		maps.Equal(a.Labels, b.Labels)
 }
 
 // Ring is this node's membership in the gossip ring.
@@ -130,13 +147,17 @@ type Ring struct {
 	// mu guards everything below, and cfg.Join (SetJoin). Lock order:
 	// memberlist's locks, then mu (memberlist calls the delegates with its
 	// locks held), so never call memberlist while holding mu.
-	mu        sync.Mutex
-	local     Meta
-	localSet  []netip.Addr
-	metaBytes []byte
-	metaGen   uint64 // the Gen encoded in metaBytes (what peers can learn)
-	members   map[string]*entry
-	pending   []Event
+	mu       sync.Mutex
+	local    Meta
+	localSet []netip.Addr
+	// localCannot and localUnhealthy are this node's exclusions; they
+	// travel with localSet, under local.AnnounceGen.
+	localCannot    []netip.Addr
+	localUnhealthy []string
+	metaBytes      []byte
+	metaGen        uint64 // the Gen encoded in metaBytes (what peers can learn)
+	members        map[string]*entry
+	pending        []Event
 
 	// refusal is why the ring refuses this node, if it does (refuse.go).
 	refusal refusalState
@@ -167,9 +188,22 @@ func (e *entry) lagging() bool {
 // assembly collects the chunks of one generation of a node's set.
 type assembly struct {
 	gen   uint64
-	parts [][]netip.Addr
+	parts []chunk // by index: the lists only
 	have  []bool
 	got   int
+}
+
+// set joins the parts of a complete assembly.
+func (a *assembly) set() announcedSet {
+	var addrs, cannot []netip.Addr
+	var unhealthy []string
+	for _, p := range a.parts {
+		addrs = append(addrs, p.addrs...)
+		cannot = append(cannot, p.cannot...)
+		unhealthy = append(unhealthy, p.unhealthy...)
+	}
+	slices.Sort(unhealthy)
+	return announcedSet{gen: a.gen, addrs: normalizeAddrs(addrs), cannot: normalizeAddrs(cannot), unhealthy: slices.Compact(unhealthy)}
 }
 
 // New validates cfg and returns an inert Ring; Run starts it.
@@ -322,9 +356,47 @@ func (r *Ring) SetAnnounced(addrs []netip.Addr) {
 		return
 	}
 	r.localSet = set
+	r.newSetGenLocked()
+	r.mu.Unlock()
+	r.queueLocalSet()
+	r.pushMeta()
+}
+
+// SetExclusions replaces what this node says it cannot serve: cannot are
+// the addresses it cannot announce (invalid ones ignored), unhealthy the
+// names of the VIPs whose health check fails here. Every node's placement
+// leaves this node out of those IPs and VIPs, so the next node takes
+// them. Both lists travel with the announced set, as part of it (a change
+// is a new AnnounceGen, broadcast in chunks and repaired by push-pull), so
+// they have no size limit of their own; peers report a change as an
+// urgent EventAnnounced. Names that are empty or longer than 255 bytes
+// cannot be sent and are left out, with an error logged. It never blocks
+// and does not call OnChange.
+func (r *Ring) SetExclusions(cannot []netip.Addr, unhealthy []string) {
+	c := normalizeAddrs(cannot)
+	u, dropped := normalizeNames(unhealthy)
+	if dropped > 0 {
+		r.log.Error("gossip: VIP names that are empty or longer than 255 bytes cannot be gossiped as failing their health check",
+			"node", r.cfg.NodeName, "names", dropped)
+	}
+	r.mu.Lock()
+	if slices.Equal(c, r.localCannot) && slices.Equal(u, r.localUnhealthy) {
+		r.mu.Unlock()
+		return
+	}
+	r.localCannot, r.localUnhealthy = c, u
+	r.newSetGenLocked()
+	r.mu.Unlock()
+	r.queueLocalSet()
+	r.pushMeta()
+}
+
+// newSetGenLocked gives the local set (announced IPs and exclusions) a new
+// generation and re-encodes the meta that advertises it.
+func (r *Ring) newSetGenLocked() {
 	r.local.Gen++
 	r.local.AnnounceGen = r.local.Gen
-	r.local.AnnounceCount = len(set)
+	r.local.AnnounceCount = len(r.localSet)
 	// The count and generations cannot push meta over the limit that the
 	// labels and version already passed by more than a few bytes; if they
 	// ever do, keep the old meta rather than panic in memberlist.
@@ -333,9 +405,11 @@ func (r *Ring) SetAnnounced(addrs []netip.Addr) {
 	} else {
 		r.log.Error("gossip metadata too large", "node", r.cfg.NodeName, "err", err)
 	}
-	r.mu.Unlock()
-	r.queueLocalSet()
-	r.pushMeta()
+}
+
+// localSetLocked is this node's set as peers receive it.
+func (r *Ring) localSetLocked() announcedSet {
+	return announcedSet{gen: r.local.AnnounceGen, addrs: r.localSet, cannot: r.localCannot, unhealthy: r.localUnhealthy}
 }
 
 // SetHealth changes this node's gossiped health.
@@ -353,24 +427,6 @@ func (r *Ring) SetLabels(labels map[string]string) error {
 	return r.updateMeta(func(m *Meta) { m.Labels = labels })
 }
 
-// SetUnhealthy replaces the names of the VIPs whose health check fails on
-// this node (see Meta.Unhealthy). It fails, keeping the old list, if the
-// metadata would not fit memberlist's 512 bytes.
-func (r *Ring) SetUnhealthy(vips []string) error {
-	vips = slices.Sorted(slices.Values(vips))
-	vips = slices.Compact(vips)
-	if len(vips) == 0 {
-		vips = nil
-	}
-	r.mu.Lock()
-	same := slices.Equal(vips, r.local.Unhealthy)
-	r.mu.Unlock()
-	if same {
-		return nil
-	}
-	return r.updateMeta(func(m *Meta) { m.Unhealthy = vips })
-}
-
 // SetJoin replaces the seeds the ring (re-)joins; the next maintenance pass
 // uses them. Members already known are kept.
 func (r *Ring) SetJoin(seeds []string) {
@@ -386,7 +442,6 @@ func (r *Ring) LocalMeta() Meta {
 	defer r.mu.Unlock()
 	m := r.local
 	m.Labels = maps.Clone(m.Labels)
-	m.Unhealthy = slices.Clone(m.Unhealthy)
 	return m
 }
 
@@ -439,13 +494,13 @@ func (r *Ring) metaLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 }
 
-// queueLocalSet broadcasts this node's current announced set.
+// queueLocalSet broadcasts this node's current set.
 func (r *Ring) queueLocalSet() {
 	r.mu.Lock()
-	gen, set := r.local.AnnounceGen, r.localSet
+	set := r.localSetLocked()
 	r.mu.Unlock()
-	for i, msg := range encodeChunks(r.cfg.NodeName, gen, set) {
-		r.queue.Queue(&chunkBroadcast{node: r.cfg.NodeName, gen: gen, idx: i, msg: msg})
+	for i, msg := range encodeSet(r.cfg.NodeName, set) {
+		r.queue.Queue(&chunkBroadcast{node: r.cfg.NodeName, gen: set.gen, idx: i, msg: msg})
 	}
 }
 
@@ -468,12 +523,14 @@ func (r *Ring) Members() []Member {
 			Meta:         e.meta,
 			Announced:    slices.Clone(e.set.addrs),
 			AnnouncedGen: e.set.gen,
+			Cannot:       slices.Clone(e.set.cannot),
+			Unhealthy:    slices.Clone(e.set.unhealthy),
 		}
 		if name == r.cfg.NodeName {
 			m.Meta, m.Announced, m.AnnouncedGen = r.local, slices.Clone(r.localSet), r.local.AnnounceGen
+			m.Cannot, m.Unhealthy = slices.Clone(r.localCannot), slices.Clone(r.localUnhealthy)
 		}
 		m.Meta.Labels = maps.Clone(m.Meta.Labels)
-		m.Meta.Unhealthy = slices.Clone(m.Meta.Unhealthy)
 		m.Alive = m.State == StateAlive
 		out = append(out, m)
 	}

@@ -121,6 +121,9 @@ type L2 struct {
 	closed    bool
 	ifaces    map[int]*l2Iface    // by link index
 	selectors map[string]Selector // compiled interface lists, by selectorKey
+	// cannot is what the last Sync was asked to announce and answers on
+	// no interface (l2_cannot.go).
+	cannot []L2Cannot
 	// refreshEvery is the last Sync's RefreshInterval; refreshing says
 	// whether the refresher (one goroutine for every address) runs.
 	refreshEvery time.Duration
@@ -180,7 +183,10 @@ func NewL2(opts L2Options) *L2 {
 // want over the links of st. It blocks on socket opens and on netlink (for
 // local addresses), never on bursts. It applies everything it can and
 // returns every failure joined; calling it again retries what failed
-// (sockets that would not open, local addresses).
+// (sockets that would not open, local addresses). Cannot then lists, per
+// address, what it was asked to announce and answers on no interface, and
+// why — including an address no link is eligible for, which is no error
+// of Sync's.
 //
 // For local addresses it calls Local.Sync with all of them on every call,
 // an empty set too, so the first Sync after a crash clears what a previous
@@ -206,6 +212,7 @@ func (l *L2) Sync(ctx context.Context, st State, cfg L2Config, want []L2Announce
 	if err != nil {
 		errs = append(errs, err)
 	}
+	cannot := newCannotReport(err)
 
 	// Where each address goes: link index -> address -> announcement.
 	plan := map[int]map[netip.Addr]L2Announcement{}
@@ -214,20 +221,22 @@ func (l *L2) Sync(ctx context.Context, st State, cfg L2Config, want []L2Announce
 	for _, a := range want {
 		a.Addr = a.Addr.Unmap().WithZone("")
 		if a.Local && !held[a.Addr] {
+			cannot.notHeld(a)
 			continue // its error is in errs
 		}
-		key := selectorKey(a.Interfaces, cfg)
-		cands, ok := eligible[key]
-		if !ok {
-			sel, err := l.selector(key, a.Interfaces, cfg)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("announce %v (%s): %w", a.Addr, a.VIP, err))
-				continue
-			}
-			cands = sel.Eligible(st)
-			eligible[key] = cands
+		cands, err := l.candidates(st, cfg, a, eligible)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("announce %v (%s): %w", a.Addr, a.VIP, err))
+			cannot.add(a, fmt.Errorf("%w: %w", ErrNoInterface, err))
+			continue
 		}
-		for _, link := range InterfacesFor(a.Addr, cands) {
+		chosen := InterfacesFor(a.Addr, cands)
+		if len(chosen) == 0 {
+			// Not an error of the output (a link may just be down), but
+			// the caller hears of it: Cannot.
+			cannot.add(a, noInterface(a, cfg))
+		}
+		for _, link := range chosen {
 			if plan[link.Index] == nil {
 				plan[link.Index] = map[netip.Addr]L2Announcement{}
 			}
@@ -265,11 +274,14 @@ func (l *L2) Sync(ctx context.Context, st State, cfg L2Config, want []L2Announce
 			ifc = &l2Iface{link: links[idx], addrs: map[netip.Addr]*l2Addr{}}
 			l.ifaces[idx] = ifc
 		}
-		errs = append(errs, l.syncIface(ifc, plan[idx], cfg))
+		ierr := l.syncIface(ifc, plan[idx], cfg)
+		cannot.ifaceErr[idx] = ierr
+		errs = append(errs, ierr)
 		if ifc.arp == nil && ifc.ndp == nil && len(ifc.addrs) == 0 {
 			delete(l.ifaces, idx)
 		}
 	}
+	l.cannot = cannot.finish(plan, l.ifaces, ctx.Err())
 	return errors.Join(errs...)
 }
 

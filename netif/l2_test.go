@@ -572,3 +572,169 @@ func countFor(t *testing.T, frames [][]byte, addr netip.Addr) int {
 	}
 	return n
 }
+
+// cannotOf returns address → the sentinel its Cannot entry wraps.
+func cannotOf(t *testing.T, cs []netif.L2Cannot) map[netip.Addr]error {
+	t.Helper()
+	out := map[netip.Addr]error{}
+	for _, c := range cs {
+		for _, s := range []error{netif.ErrNoInterface, netif.ErrNoResponder, netif.ErrNotHeld, netif.ErrSysctls} {
+			if errors.Is(c.Err, s) {
+				out[c.Addr] = s
+			}
+		}
+		if out[c.Addr] == nil {
+			t.Errorf("%s: %v wraps no reason", c.Addr, c.Err)
+		}
+		if c.VIP == "" {
+			t.Errorf("%s: no VIP named", c.Addr)
+		}
+	}
+	return out
+}
+
+// checkPartition fails unless every wanted address is either answered
+// (Status) or in Cannot, never both.
+func checkPartition(t *testing.T, l2 *netif.L2, want ...netif.L2Announcement) {
+	t.Helper()
+	answered := map[netip.Addr]bool{}
+	for _, s := range l2.Status() {
+		for _, a := range s.Addrs {
+			answered[a] = true
+		}
+	}
+	cannot := map[netip.Addr]bool{}
+	for _, c := range l2.Cannot() {
+		cannot[c.Addr] = true
+	}
+	for _, w := range want {
+		if answered[w.Addr] == cannot[w.Addr] {
+			t.Errorf("%s: answered %v, in Cannot %v; want exactly one", w.Addr, answered[w.Addr], cannot[w.Addr])
+		}
+	}
+	if len(cannot) > len(want) {
+		t.Errorf("Cannot lists %d addresses, only %d wanted", len(cannot), len(want))
+	}
+}
+
+// Every way an address can end up answered nowhere is reported per
+// address, with its reason; the others are answered.
+func TestL2CannotNamesEveryReason(t *testing.T) {
+	e := newL2Env(t, link(2, "eth0", mac1, "192.0.2.1/24", "2001:db8::1/64"))
+	e.cfg.Interfaces = []string{"eth0"}
+	e.lis.mu.Lock()
+	e.lis.fail["ndp eth0"] = errors.New("operation not permitted")
+	e.lis.mu.Unlock()
+	notHeld := netip.MustParseAddr("192.0.2.200")
+	e.local.FailAdd(notHeld, errors.New("netlink said no"))
+	ok, socket, local := ann(v4a), ann(v6a), ann(notHeld)
+	local.Local = true
+	elsewhere := ann(v4b)
+	elsewhere.Interfaces = []string{"eth9"}
+	want := []netif.L2Announcement{ok, socket, local, elsewhere}
+	if err := e.sync(t, want...); err == nil {
+		t.Error("Sync succeeded with a socket that cannot open and a local address not held")
+	}
+	got := cannotOf(t, e.l2.Cannot())
+	wantWhy := map[netip.Addr]error{v6a: netif.ErrNoResponder, notHeld: netif.ErrNotHeld, v4b: netif.ErrNoInterface}
+	if diff := cmp.Diff(wantWhy, got, cmp.Comparer(func(a, b error) bool { return errors.Is(a, b) && errors.Is(b, a) })); diff != "" {
+		t.Errorf("Cannot (-want +got):\n%s", diff)
+	}
+	for _, c := range e.l2.Cannot() {
+		if c.Addr == v6a && !strings.Contains(c.Err.Error(), "operation not permitted") {
+			t.Errorf("the socket error is not named: %v", c.Err)
+		}
+		if c.Addr == v4b && !strings.Contains(c.Err.Error(), "eth9") {
+			t.Errorf("the interfaces asked for are not named: %v", c.Err)
+		}
+	}
+	checkPartition(t, e.l2, want...)
+	// Check sees only what no link is eligible for.
+	if diff := cmp.Diff(map[netip.Addr]error{v4b: netif.ErrNoInterface}, cannotOf(t, e.l2.Check(e.mon.Snapshot(), e.cfg, want)),
+		cmp.Comparer(func(a, b error) bool { return errors.Is(a, b) && errors.Is(b, a) })); diff != "" {
+		t.Errorf("Check (-want +got):\n%s", diff)
+	}
+
+	// Everything fixed: nothing left to report.
+	e.lis.mu.Lock()
+	delete(e.lis.fail, "ndp eth0")
+	e.lis.mu.Unlock()
+	e.local.FailAdd(notHeld, nil)
+	elsewhere.Interfaces = nil
+	want[3] = elsewhere
+	e.mustSync(t, want...)
+	if c := e.l2.Cannot(); len(c) != 0 {
+		t.Errorf("Cannot after the fixes: %+v", c)
+	}
+	checkPartition(t, e.l2, want...)
+}
+
+// The interface renamed outside [l2] interfaces (or moved to another
+// namespace: gone) leaves its addresses with no eligible interface; Check
+// says so without touching anything, and says when the link is back.
+func TestL2CannotFollowsTheLink(t *testing.T) {
+	eth0 := link(2, "eth0", mac1, "192.0.2.1/24", "2001:db8::1/64")
+	e := newL2Env(t, eth0)
+	e.cfg.Interfaces = []string{"eth0"}
+	want := []netif.L2Announcement{ann(v4a), ann(v6a)}
+	e.mustSync(t, want...)
+	if c := e.l2.Cannot(); len(c) != 0 {
+		t.Fatalf("Cannot with eth0 up: %+v", c)
+	}
+	renamed := eth0
+	renamed.Name = "moved0"
+	for _, tc := range []struct {
+		name string
+		set  func()
+	}{
+		{"renamed", func() { e.mon.SetLink(renamed) }},
+		{"moved away", func() { e.mon.DelLink("eth0") }},
+		{"down", func() { e.mon.SetUp("eth0", false) }},
+	} {
+		e.mon.SetLink(eth0)
+		e.mustSync(t, want...)
+		tc.set()
+		if got := e.l2.Check(e.mon.Snapshot(), e.cfg, want); len(got) != 2 {
+			t.Errorf("%s: Check = %+v, want both addresses", tc.name, got)
+		}
+		e.mustSync(t, want...) // no error: a link may just be down
+		got := cannotOf(t, e.l2.Cannot())
+		if !errors.Is(got[v4a], netif.ErrNoInterface) || !errors.Is(got[v6a], netif.ErrNoInterface) {
+			t.Errorf("%s: Cannot = %v, want both with no interface", tc.name, got)
+		}
+		if st := e.l2.Status(); len(st) != 0 {
+			t.Errorf("%s: still answered: %+v", tc.name, st)
+		}
+		checkPartition(t, e.l2, want...)
+		e.mon.SetLink(eth0)
+		if got := e.l2.Check(e.mon.Snapshot(), e.cfg, want); len(got) != 0 {
+			t.Errorf("%s and back: Check = %+v", tc.name, got)
+		}
+	}
+	// Check never changed what is answered: the last Sync saw eth0 down.
+	if st := e.l2.Status(); len(st) != 0 {
+		t.Errorf("Check changed the output: %+v", st)
+	}
+	e.mustSync(t, want...)
+	if diff := cmp.Diff(map[string][]string{"eth0": {"192.0.2.100", "2001:db8::100"}}, status(e.l2)); diff != "" {
+		t.Errorf("back (-want +got):\n%s", diff)
+	}
+}
+
+// IPv4 local addresses that cannot be held because the ARP sysctls
+// cannot be set say so; the IPv6 ones are answered.
+func TestL2CannotNamesTheSysctls(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	lis := newListener()
+	l2 := netif.NewL2(netif.L2Options{Local: sysctlDenied{netiftest.NewAddrManager()}, ListenARP: lis.listen("arp"), ListenNDP: lis.listen("ndp")})
+	defer l2.Close()
+	st := netif.NewState(link(2, "eth0", mac1, "192.0.2.1/24", "2001:db8::1/64"))
+	loc4, loc6 := ann(v4a), ann(v6a)
+	loc4.Local, loc6.Local = true, true
+	_ = l2.Sync(context.Background(), st, netif.L2Config{}, []netif.L2Announcement{loc4, loc6})
+	got := cannotOf(t, l2.Cannot())
+	if len(got) != 1 || !errors.Is(got[v4a], netif.ErrSysctls) {
+		t.Errorf("Cannot = %v, want %s for its sysctls", got, v4a)
+	}
+	checkPartition(t, l2, loc4, loc6)
+}
