@@ -7,12 +7,12 @@ set -euo pipefail
 
 # build: make; packages: lintian rpm dpkg-dev; systemd tests: systemd
 # (systemd-analyze) systemd-container (systemd-nspawn) debootstrap util-linux
-# (nsenter) procps; network lab: iproute2 iputils-ping arping ndisc6 bird2
+# (nsenter) procps; network lab: iproute2 iputils-ping arping ndisc6 bird2 frr
 # keepalived tcpdump nftables (gossip partitions); failover benchmark plot: gnuplot-nox.
 pkgs=(make ca-certificates xz-utils zstd
 	lintian rpm dpkg-dev
 	systemd systemd-container debootstrap util-linux procps
-	iproute2 iputils-ping arping ndisc6 bird2 keepalived tcpdump nftables
+	iproute2 iputils-ping arping ndisc6 bird2 frr keepalived tcpdump nftables
 	gnuplot-nox)
 
 missing=()
