@@ -43,7 +43,11 @@ import (
 // size the lower MAC does. The loser stops answering (yields) and tells the
 // winner with a marked probe; the winner defends with a marked gratuitous
 // round (at most once per defendEvery), so the loser hears it even when the
-// loser's own frames were missed. A claim is dropped when a probe of the
+// loser's own frames were missed. A loser yields only to a winner it heard
+// answer after it sent a probe of its own (break after make): claims carry
+// ring sizes that age while memberlist is still declaring members dead, so
+// both sides can briefly each believe the other wins, and must not both go
+// quiet. A claim is dropped when a probe of the
 // address goes unanswered by its MAC for probeTimeout, or when the claiming
 // node becomes a live member of the ring (then placement and its
 // make-before-break handover decide, as for any two members). A yielded
@@ -202,6 +206,7 @@ type contest struct {
 	defended  time.Time // last defending round
 	yieldedTo [6]byte   // the winner while yielded; zero otherwise
 	winner    string    // the winner's node name while yielded
+	confirm   [6]byte   // the winner a probe at probedAt asked to confirm
 }
 
 // toldKey is a loser that told this node it yielded an address.
@@ -315,9 +320,12 @@ type outcome struct {
 	resume bool // send a takeover burst for the address
 	notify bool // tell the winner this node yielded (a markerYielded probe)
 	to     [6]byte
+	probe  bool // probe the address now (a markerProbe): confirm a winner answers
 }
 
-func (o outcome) any() bool { return len(o.events) > 0 || o.defend || o.resume || o.notify }
+func (o outcome) any() bool {
+	return len(o.events) > 0 || o.defend || o.resume || o.notify || o.probe
+}
 
 // evidence records that hw answers for addr (an owned address), with the
 // frame's marker, and returns what to send and report.
@@ -382,6 +390,18 @@ func (f *fence) settleLocked(addr netip.Addr, c *contest, now time.Time, out *ou
 		}
 	}
 	if best != f.mac {
+		if c.yieldedTo != best && (c.confirm != best || c.claims[best].last.Before(c.probedAt)) {
+			// Break after make: yield only to a node seen answering after
+			// this node asked. Claims carry ring sizes that age while
+			// memberlist declares members dead, so both sides can each
+			// believe the other wins; a node that already yielded to us
+			// does not answer the probe, and its claim then times out.
+			if c.confirm != best || now.Sub(c.probedAt) >= probeRetry {
+				c.confirm, c.probedAt = best, now
+				out.probe = true
+			}
+			return
+		}
 		if c.yieldedTo != best {
 			first := c.yieldedTo == [6]byte{}
 			c.yieldedTo, c.winner = best, bestNode
@@ -634,6 +654,11 @@ func (c *responderCore) act(ctx context.Context, addr netip.Addr, o outcome) {
 		}
 		if f.cfg.OnEvent != nil {
 			f.cfg.OnEvent(ev)
+		}
+	}
+	if o.probe {
+		if frame, err := c.probe(addr, f.marker(markerProbe), [6]byte{}); err == nil && c.write(frame) == nil {
+			c.stats.inc(statFenceProbes)
 		}
 	}
 	if o.notify {

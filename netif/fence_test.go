@@ -349,3 +349,41 @@ func TestFenceProbeBudget(t *testing.T) {
 		t.Fatalf("probed %d of %d addresses in %d ticks", len(seen), n, ticks)
 	}
 }
+
+// TestFenceStaleClaimsNeverLeaveTheAddressDark: each side holds a stale
+// claim of the other that says the other wins (ring sizes age while
+// memberlist declares members dead). Neither may go quiet on that alone: a
+// node yields only to a winner it heard answer after its own probe, so at
+// no moment do both stop answering, and they settle on the real rule.
+func TestFenceStaleClaimsNeverLeaveTheAddressDark(t *testing.T) {
+	low := startFencedRing(t, false, "n1", ourMAC, nil, func() int { return 2 }, vip4)
+	high := startFencedRing(t, false, "n2", peerMAC, nil, func() int { return 2 }, vip4)
+	stale := func(from net.HardwareAddr, node string) []byte {
+		req, _ := gratuitousARP(vip4, from, Marker{Kind: markerClaim, Ring: 3, Node: node})
+		return mustMarshal(t, req)
+	}
+	// Both stale claims land while the two cannot hear each other yet:
+	// neither may act on its stale claim alone, however long it waits.
+	low.conn.deliver(t, stale(peerMAC, "n2"))
+	high.conn.deliver(t, stale(ourMAC, "n1"))
+	for end := time.Now().Add(3 * settleDelay); time.Now().Before(end); {
+		if !low.r.Answers(vip4) || !high.r.Answers(vip4) {
+			t.Fatalf("yielded on a stale claim, unconfirmed: low=%v high=%v", low.r.Answers(vip4), high.r.Answers(vip4))
+		}
+		time.Sleep(time.Millisecond) // sampling the invariant over the window
+	}
+	newHub(t, low.conn, high.conn)
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if !low.r.Answers(vip4) && !high.r.Answers(vip4) {
+			t.Fatal("both nodes stopped answering the address")
+		}
+		if !high.r.Answers(vip4) && low.r.Answers(vip4) && high.log.has(ConflictYielding, "n1") {
+			break // settled: the same ring size, the lower MAC keeps it
+		}
+		time.Sleep(time.Millisecond) // sampling the invariant, not waiting for an event
+	}
+	if high.r.Answers(vip4) || !low.r.Answers(vip4) {
+		t.Fatalf("not settled on the lower MAC: low=%v high=%v", low.r.Answers(vip4), high.r.Answers(vip4))
+	}
+}
