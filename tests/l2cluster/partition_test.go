@@ -87,9 +87,9 @@ func (s *streamProber) Stop() {
 }
 
 // answer is what one request got: the MACs of the replies that arrived
-// before the next request for the same address (or 10 ms after it), and
-// whether any reply arrived within replyWithin: a reply delayed past the
-// next request by a busy client still counts as an answer.
+// before the next request for the same address (or 10 ms after it), for
+// counting double answers, and whether any reply for the address arrived
+// within replyWithin.
 type answer struct {
 	at       time.Time
 	vip      netip.Addr
@@ -98,17 +98,23 @@ type answer struct {
 	unjudged bool // unanswered while the client was not listening
 }
 
-// replyWithin bounds an answer: a probe with no reply this long after it is
-// unanswered.
-const replyWithin = 50 * time.Millisecond
+// replyWithin bounds an answer: a request after which no reply for its
+// address arrived this long is unanswered. What this test looks for is an
+// address nobody owns — fencing's yields and resumes work in probe periods
+// of 300 ms — and it must not fail a CI machine whose processes stall for
+// tens of milliseconds under load (ARP clients wait a second before they
+// ask again). Shorter gaps are the failover benchmark's business: it
+// counts every TCP connect.
+const replyWithin = 100 * time.Millisecond
 
 // answers returns every request for every address sent in [from, to).
 //
-// A probe is judged only when the client was demonstrably listening: its
-// sender kept its 10 ms pace around the probe (no gap over stallGap before
-// or after it: a descheduled client stamps replies late), and some reply,
-// for any address, arrived within replyWithin of it. Unjudged probes are
-// neither answered nor unanswered; the checks bound how many there may be.
+// An unanswered probe is judged only when the client was demonstrably
+// listening: its sender kept its 10 ms pace around the probe (no gap over
+// stallGap before or after it: a descheduled client stamps replies late),
+// and some reply, for any address, arrived within replyWithin of it.
+// Unjudged probes are neither answered nor unanswered; the checks bound how
+// many there may be.
 func (s *streamProber) answers(from, to time.Time) []answer {
 	s.mu.Lock()
 	sent := map[netip.Addr][]time.Time{}
