@@ -35,6 +35,11 @@ type L2Announcement struct {
 	// It is announced only while it is held: answering ARP for an address
 	// the node would drop only black-holes its traffic.
 	Local bool
+	// LocalOnly makes the node only hold the address on hostlb0 (Local
+	// must be set too) and answer no ARP/NDP for it: a BGP VIP, whose
+	// traffic the routers deliver. It is in neither Status nor Cannot
+	// unless the address cannot be held.
+	LocalOnly bool
 	// Handover marks an address this node keeps answering only until its
 	// next owner is seen announcing it (make-before-break). It still
 	// answers requests, but sends no more gratuitous ARP/NA: a late burst
@@ -223,6 +228,9 @@ func (l *L2) Sync(ctx context.Context, st State, cfg L2Config, want []L2Announce
 		if a.Local && !held[a.Addr] {
 			cannot.notHeld(a)
 			continue // its error is in errs
+		}
+		if a.LocalOnly {
+			continue // held on hostlb0, answered by nobody: routers deliver it
 		}
 		cands, err := l.candidates(st, cfg, a, eligible)
 		if err != nil {

@@ -738,3 +738,31 @@ func TestL2CannotNamesTheSysctls(t *testing.T) {
 	}
 	checkPartition(t, l2, loc4, loc6)
 }
+
+// TestL2LocalOnlyHoldsWithoutAnswering: a BGP VIP's local address is held
+// on hostlb0 and answered by no responder; it is in neither Status nor
+// Cannot, unless it cannot be held.
+func TestL2LocalOnlyHoldsWithoutAnswering(t *testing.T) {
+	e := newL2Env(t, link(2, "eth0", mac1, "192.0.2.1/24", "2001:db8::1/64"))
+	bgp4, bgp6 := ann(v4a), ann(v6a)
+	bgp4.Local, bgp4.LocalOnly, bgp6.Local, bgp6.LocalOnly = true, true, true, true
+	e.mustSync(t, bgp4, bgp6)
+	if diff := cmp.Diff([]netip.Addr{v4a, v6a}, e.local.Addrs(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("held (-want +got):\n%s", diff)
+	}
+	if open := e.lis.open(); len(open) != 0 {
+		t.Errorf("responders opened for local-only addresses: %v", open)
+	}
+	if st, c := status(e.l2), e.l2.Cannot(); len(st) != 0 || len(c) != 0 {
+		t.Errorf("status %v, cannot %v: want neither", st, c)
+	}
+	// Given up, then wanted again and not holdable: Cannot says so.
+	e.mustSync(t, bgp4)
+	e.local.FailAdd(v6a, errors.New("netlink said no"))
+	if err := e.sync(t, bgp4, bgp6); err == nil {
+		t.Error("Sync hid the failure to hold a local-only address")
+	}
+	if c := e.l2.Cannot(); len(c) != 1 || c[0].Addr != v6a || !errors.Is(c[0].Err, netif.ErrNotHeld) {
+		t.Errorf("cannot = %v, want %v not held", c, v6a)
+	}
+}
