@@ -51,12 +51,21 @@ var notAdvertised = func() []*regexp.Regexp {
 // peers; else the first global address of any other interface. ok is
 // false when the node has none; iface names the interface chosen.
 func chooseAdvertise(ifs []hostIface, defaultRoute []string) (addr netip.Addr, iface string, ok bool) {
+	return chooseNodeAddr(ifs, defaultRoute, false)
+}
+
+// chooseNodeAddr is chooseAdvertise for either family: v6 picks the
+// first global IPv6 by the same rule (the BGP output's IPv6 next hop).
+// defaultRoute holds the IPv4 default route's interfaces for both: the
+// interface the node reaches its peers through usually carries both
+// families.
+func chooseNodeAddr(ifs []hostIface, defaultRoute []string, v6 bool) (addr netip.Addr, iface string, ok bool) {
 	first := func(h hostIface) (netip.Addr, bool) {
 		if !h.Up || h.Loopback || slices.ContainsFunc(notAdvertised, func(r *regexp.Regexp) bool { return r.MatchString(h.Name) }) {
 			return netip.Addr{}, false
 		}
 		for _, a := range h.Addrs {
-			if a = a.Unmap(); a.Is4() && a.IsGlobalUnicast() {
+			if a = a.Unmap(); a.Is6() == v6 && a.IsGlobalUnicast() {
 				return a, true
 			}
 		}

@@ -81,6 +81,15 @@ type Options struct {
 	// ring tries it again; it doubles after each failed try, up to a
 	// minute. Default 1 s (ownership.go, retryDue).
 	CannotRetry time.Duration
+	// BGP is the BGP output ([bgp]; *bgp.Speaker). Every pass hands it
+	// [bgp] and the whole desired BGP set (level-triggered). On stop it
+	// withdraws every route and waits for the peers to be sent the
+	// withdrawal before the ring is left (runBGP). Nil: no BGP.
+	BGP BGPSpeaker
+	// BGPNodeAddrs are the node's own addresses for the BGP output: the
+	// default router ID and the next hops of paths of the other family
+	// than their session's (HostBGPAddrs in main; tests set router_id).
+	BGPNodeAddrs BGPNodeAddrs
 	// Kube is the Kubernetes side ([kubernetes] enabled; nil otherwise).
 	// The API never holds static VIPs hostage: READY=1 waits for its
 	// caches until KubeSyncWait after the start (and at least until the
@@ -185,6 +194,7 @@ type Daemon struct {
 	announced []netif.L2Status // what L2 answers for, after the last pass
 	passErr   string           // the last pass's error, "" when it succeeded
 	l2Err     string           // the last L2 error logged, to log each once
+	bgpErr    string           // the last BGP error logged, to log each once
 	reloadE   error            // the last reload's error, shown in STATUS until the next success
 	ready     bool             // READY=1 sent: passes may update STATUS
 	lastLine  string           // the STATUS line last sent
@@ -295,6 +305,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			<-ctx.Done()
 			return d.opts.L2.Close()
 		}})
+	}
+	if d.opts.BGP != nil {
+		// After the ring and the L2 output: stopped before them, so the
+		// routes are withdrawn (and the peers sent it) while the ring
+		// still counts this node, and L2 still answers.
+		comps = append(comps, ComponentFunc{N: "bgp", F: d.runBGP})
 	}
 	if d.opts.Kube != nil {
 		// After the L2 output: stopped before it, so the IPAM Lease is
@@ -464,6 +480,9 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, next reconcile.D
 			cannotChanged = d.noteCannot(next, st, d.opts.L2.Cannot(), links, time.Now())
 		}
 	}
+	if d.opts.BGP != nil {
+		err = errors.Join(err, d.syncBGP(ctx, cfg, next))
+	}
 	if d.opts.Ring != nil {
 		// Only after the output applied it: peers that see this node
 		// announce an IP hand it over (holdLost) and stop answering.
@@ -519,6 +538,9 @@ func (d *Daemon) status(phase string) {
 		}
 		if d.opts.Ring != nil {
 			line += d.clusterSummary()
+		}
+		if d.opts.BGP != nil {
+			line += bgpSummary(d.opts.BGP.Status())
 		}
 		if d.opts.Kube != nil {
 			line += "; " + d.opts.Kube.Summary()

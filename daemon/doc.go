@@ -82,9 +82,14 @@
 //     (2 s) is logged at warn once per episode (vip, addr, nodes), and
 //     counted in the STATUS line ("cluster: 5 of 5 nodes alive, 0
 //     conflicts, 0 unannounced").
-//   - BGP-mode static VIPs are placed (every up eligible node) but there
-//     is no BGP output yet: that is logged once; nothing is announced and
-//     they are not gossiped as announced.
+//   - BGP-mode static VIPs are placed on every up eligible node, and the
+//     BGP output (Options.BGP, bgp.go) advertises each of this node's as
+//     a host route; they are not gossiped as announced (many nodes
+//     announce them by design). A draining node is not up, so its
+//     draining pass withdraws them; then the BGP component, stopped after
+//     the reconcile loop and before the ring, withdraws whatever is left
+//     and waits until the peers were sent it (bounded), before the ring
+//     is left.
 //   - Reload: node labels are re-gossiped (SetLabels) and new gossip.join
 //     seeds replace the old ones for later re-joins (SetJoin): members
 //     already known stay, and a node alone retries the new seeds. The

@@ -22,14 +22,19 @@ func l2Config(c config.L2) netif.L2Config {
 	}
 }
 
-// l2Wanted picks the L2 announcements of a desired state, ordered by address.
+// l2Wanted picks the L2 announcements of a desired state, ordered by
+// address, and the `local = true` addresses of BGP VIPs this node
+// advertises: the L2 output holds those on hostlb0 (LocalOnly) and answers
+// no ARP/NDP for them, the routers deliver their traffic.
 func l2Wanted(d reconcile.Desired) []netif.L2Announcement {
 	var out []netif.L2Announcement
 	for _, a := range d.Sorted() {
-		if a.Mode != config.ModeL2 {
-			continue
+		switch {
+		case a.Mode == config.ModeL2:
+			out = append(out, netif.L2Announcement{Addr: a.Addr, VIP: a.VIP, Interfaces: a.Interfaces, Local: a.Local, Handover: a.Handover})
+		case a.Mode == config.ModeBGP && a.Local:
+			out = append(out, netif.L2Announcement{Addr: a.Addr, VIP: a.VIP, Local: true, LocalOnly: true})
 		}
-		out = append(out, netif.L2Announcement{Addr: a.Addr, VIP: a.VIP, Interfaces: a.Interfaces, Local: a.Local, Handover: a.Handover})
 	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hostlb/hostlb/daemon/config"
+	"github.com/hostlb/hostlb/daemon/reconcile"
 	"github.com/hostlb/hostlb/netif"
 	"github.com/hostlb/hostlb/netif/netiftest"
 )
@@ -239,5 +240,24 @@ func TestNewRejectsL2WithoutLinks(t *testing.T) {
 	_, err := New(Options{Config: testConfig(), Logger: slog.New(slog.DiscardHandler), L2: newFakeAnnouncer()})
 	if err == nil {
 		t.Error("New accepted L2 without Links")
+	}
+}
+
+// TestL2WantedHoldsBGPLocalAddresses: a BGP VIP with local = true is handed
+// to the L2 output as local-only (held on hostlb0, no ARP/NDP answer); one
+// without local is not handed over at all.
+func TestL2WantedHoldsBGPLocalAddresses(t *testing.T) {
+	a, b, c := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("203.0.113.53"), netip.MustParseAddr("203.0.113.54")
+	got := l2Wanted(reconcile.Desired{
+		a: {Addr: a, VIP: "web", Mode: config.ModeL2, Local: true},
+		b: {Addr: b, VIP: "dns", Mode: config.ModeBGP, Local: true},
+		c: {Addr: c, VIP: "far", Mode: config.ModeBGP},
+	})
+	want := []netif.L2Announcement{
+		{Addr: a, VIP: "web", Local: true},
+		{Addr: b, VIP: "dns", Local: true, LocalOnly: true},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("l2Wanted = %+v, want %+v", got, want)
 	}
 }

@@ -195,6 +195,9 @@ func (a *simAnnouncer) Sync(_ context.Context, _ netif.State, _ netif.L2Config, 
 	defer a.mu.Unlock()
 	a.cannot = nil
 	for _, w := range want {
+		if w.LocalOnly {
+			continue // a BGP VIP's local address: no L2 answer
+		}
 		if err := a.fail[w.Addr]; err != nil {
 			a.cannot = append(a.cannot, netif.L2Cannot{Addr: w.Addr, VIP: w.VIP, Err: err})
 			a.tries[w.Addr]++
@@ -356,10 +359,19 @@ type kubeSideGroups interface {
 // newSimKube is newSimWith with a Kubernetes side per node (nil: none).
 func newSimKube(t *testing.T, n int, health bool, kubeFor func(string, *slog.Logger, func()) kubeSideGroups) *sim {
 	t.Helper()
+	return newSimFull(t, n, health, kubeFor, nil, nil)
+}
+
+// newSimFull is newSimKube with extra VIPs (BGP ones are not checked
+// against the L2 ledger) and a tweak of every daemon's Options.
+func newSimFull(t *testing.T, n int, health bool, kubeFor func(string, *slog.Logger, func()) kubeSideGroups,
+	extra []config.VIP, tweak func(node string, opts *Options)) *sim {
+	t.Helper()
 	vips := []config.VIP{
 		{Name: "web", Mode: config.ModeL2, Addresses: addrs("192.0.2.10", 5)},
 		{Name: "api", Mode: config.ModeL2, Addresses: addrs("192.0.2.20", 3)},
 	}
+	vips = append(vips, extra...)
 	var checks map[string]net.Listener
 	if health {
 		vips = append(vips, config.VIP{Name: "db", Mode: config.ModeL2, Addresses: addrs("192.0.2.30", 1),
@@ -379,8 +391,8 @@ func newSimKube(t *testing.T, n int, health bool, kubeFor func(string, *slog.Log
 		all = append(all, v.Addresses...)
 	}
 	s := &sim{
-		t: t, net: gossiptest.NewNetwork(), ledger: newLedger(all), vips: vips,
-		log: simLogger(t), running: map[string]*simNode{}, checks: checks, kubeFor: kubeFor,
+		t: t, net: gossiptest.NewNetwork(), ledger: newLedger(l2Only(all, vips)), vips: vips,
+		log: simLogger(t), running: map[string]*simNode{}, checks: checks, kubeFor: kubeFor, tweak: tweak,
 	}
 	for i := 1; i <= n; i++ {
 		s.names = append(s.names, fmt.Sprintf("n%d", i))
@@ -392,6 +404,19 @@ func newSimKube(t *testing.T, n int, health bool, kubeFor func(string, *slog.Log
 	took := s.waitConverged(10*time.Second, "initial convergence")
 	t.Logf("%d daemons converged after %s", n, took.Round(time.Millisecond))
 	return s
+}
+
+// l2Only drops the addresses of BGP VIPs from all.
+func l2Only(all []netip.Addr, vips []config.VIP) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range all {
+		if !slices.ContainsFunc(vips, func(v config.VIP) bool {
+			return v.Mode == config.ModeBGP && slices.Contains(v.Addresses, a)
+		}) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func (s *sim) index(name string) int { return slices.Index(s.names, name) + 1 }
@@ -532,6 +557,9 @@ func (s *sim) check(running []string) error {
 	owners := s.ledger.owners()
 	var errs []error
 	for _, v := range s.vips {
+		if v.Mode == config.ModeBGP {
+			continue // every up eligible node advertises it: bgp_sim_test.go
+		}
 		seen := map[string]netip.Addr{}
 		for _, a := range v.Addresses {
 			ns := owners[a]
@@ -608,6 +636,9 @@ func (s *sim) ringsAgree(running []string) error {
 			errs = append(errs, fmt.Errorf("%s sees up %v, want %v", nd.name, up, running))
 		}
 		for _, vip := range s.vips {
+			if vip.Mode == config.ModeBGP {
+				continue // not gossiped as announced
+			}
 			for _, a := range vip.Addresses {
 				if ns := v.announcers[a]; len(ns) != 1 {
 					errs = append(errs, fmt.Errorf("%s sees %s announced by %v", nd.name, a, ns))

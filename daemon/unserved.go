@@ -11,23 +11,12 @@ import (
 // every reload.
 func unservedKeys(cfg *config.Config) [][2]string {
 	var out [][2]string
-	if len(cfg.BGP.Peers) > 0 {
-		out = append(out, [2]string{"bgp.peer", "BGP sessions are not implemented yet: no route is advertised to these peers"})
-	}
 	if cfg.BGP.Import.Enabled {
 		out = append(out, [2]string{"bgp.import", "route import is not implemented yet: no route is installed"})
 	}
-	if cfg.BGP.ListenPort != 0 {
-		out = append(out, [2]string{"bgp.listen_port", "BGP is not implemented yet: nothing listens"})
-	}
-	for _, v := range cfg.VIPs {
-		if v.Mode == config.ModeBGP {
-			out = append(out, [2]string{"vip.mode", "VIP " + v.Name + " is mode \"bgp\": placed, but not advertised (BGP is not implemented yet)"})
-		}
-	}
 	if cfg.Kubernetes.Enabled && cfg.Kubernetes.LoadBalancerClass != "" {
 		out = append(out, [2]string{"kubernetes.load_balancer_class",
-			"Services of this class get IPs from MetalLoadBalancerPools, but BGP is not implemented yet: they are not advertised"})
+			"Services of this class get IPs from MetalLoadBalancerPools, but Kubernetes BGP objects are not implemented yet: they are not advertised"})
 	}
 	if cfg.Metrics.Listen != "" {
 		out = append(out, [2]string{"metrics.listen", "the metrics endpoint is not implemented yet: nothing listens on " + cfg.Metrics.Listen})

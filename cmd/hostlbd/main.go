@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/hostlb/hostlb/daemon"
+	"github.com/hostlb/hostlb/daemon/bgp"
 	"github.com/hostlb/hostlb/daemon/config"
 	"github.com/hostlb/hostlb/daemon/kube"
 	"github.com/hostlb/hostlb/daemon/version"
@@ -158,6 +159,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		kubeSide, groups = k, k
 	}
+	var (
+		speaker   daemon.BGPSpeaker
+		nodeAddrs daemon.BGPNodeAddrs
+	)
+	if cfg.BGP.ASN != 0 || len(cfg.BGP.Peers) > 0 || cfg.BGP.ListenPort != 0 {
+		// GoBGP starts on the first reconcile pass; peers added by a
+		// reload need a speaker, so [bgp] asn alone builds one.
+		speaker = bgp.New(bgp.Options{Log: log.With("component", "bgp")})
+		nodeAddrs = daemon.HostBGPAddrs(log.With("component", "bgp"))
+	}
 	d, err = daemon.New(daemon.Options{
 		Config:   cfg,
 		Load:     func() (*config.Config, error) { return config.Load(*path) },
@@ -170,6 +181,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Ring:     ring,
 		Kube:     kubeSide,
 		Groups:   groups,
+
+		BGP:          speaker,
+		BGPNodeAddrs: nodeAddrs,
 	})
 	if err != nil {
 		log.Error("start failed", "err", err)

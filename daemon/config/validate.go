@@ -161,7 +161,9 @@ func (d *decoder) validateBGP(b *BGP) {
 	if len(b.Peers) > 0 && b.ASN == 0 && !d.hasErr("bgp.asn") {
 		d.errorf(d.posOf("bgp.peer[0]"), "bgp.asn", "required when a [[bgp.peer]] is set")
 	}
-	seen := map[netip.AddrPort]int{}
+	// GoBGP keys its peers by address: one session per router address,
+	// whatever the port.
+	seen := map[netip.Addr]int{}
 	for i := range b.Peers {
 		p := &b.Peers[i]
 		k := indexKey("bgp.peer", i)
@@ -173,11 +175,10 @@ func (d *decoder) validateBGP(b *BGP) {
 			if p.Address.IsUnspecified() || p.Address.IsMulticast() {
 				d.errorf(d.posOf(k+".address"), k+".address", "%s cannot be a BGP peer", p.Address)
 			}
-			id := netip.AddrPortFrom(p.Address, p.Port)
-			if j, dup := seen[id]; dup {
-				d.errorf(d.posOf(k+".address"), k+".address", "%s is already bgp.peer[%d]", id, j)
+			if j, dup := seen[p.Address]; dup {
+				d.errorf(d.posOf(k+".address"), k+".address", "%s is already bgp.peer[%d] (one session per router address)", p.Address, j)
 			}
-			seen[id] = i
+			seen[p.Address] = i
 			if p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Is4() {
 				d.errorf(d.posOf(k+".source_address"), k+".source_address", "%s and peer address %s are of different IP families", p.SourceAddress, p.Address)
 			}

@@ -1,0 +1,483 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/server"
+)
+
+// Options configure a Speaker.
+type Options struct {
+	// Log receives the speaker's own lines (sessions up and down, BFD,
+	// withdrawals) and, bridged, GoBGP's. Required.
+	Log *slog.Logger
+	// BFDPoll is how often BFD session states are read for the logs
+	// (GoBGP has no BFD event); default 100 ms.
+	BFDPoll time.Duration
+	// DrainPoll is how often Drain reads the peers' counters; default 20 ms.
+	DrainPoll time.Duration
+}
+
+// Speaker is the BGP output: an embedded GoBGP server. New is inert; the
+// server starts on the first Sync and stops on Close. Sync, Drain and
+// Close may be called from any goroutine; they run one at a time.
+type Speaker struct {
+	opts Options
+	log  *slog.Logger
+
+	op sync.Mutex // serialises Sync, Drain and Close; guards the fields below
+	// srv is the running server (nil before the first Sync and after
+	// Close); global the settings it was started with.
+	srv     *server.BgpServer
+	global  Global
+	peers   map[netip.Addr]Peer            // as applied
+	paths   map[netip.Prefix]Advertisement // as applied
+	closed  bool
+	stop    context.CancelFunc // ends the watcher and the BFD poller
+	pollers sync.WaitGroup
+	// mark is the last withdrawal: what Drain waits for.
+	mark map[netip.Addr]sentMark
+	// ignored is the last "needs restart" difference logged.
+	ignored Global
+
+	mu    sync.Mutex // guards state and advertised; read by Status
+	state map[netip.Addr]*peerState
+	// advertised counts the paths applied, for Status.
+	advertised int
+}
+
+// peerState is what the speaker knows of one session, from GoBGP's peer
+// events and BFD states.
+type peerState struct {
+	asn         uint32
+	state       string // "idle", "connect", "active", "opensent", "openconfirm", "established"
+	since       time.Time
+	established int    // how often the session came up
+	lastDown    string // why it last went down
+	bfd         string // "", "down", "init", "up", "admin-down"
+}
+
+// sentMark is a peer's sent-UPDATE counter just before a withdrawal, and
+// how many UPDATEs the withdrawal takes at least (one per family).
+type sentMark struct {
+	before   uint64
+	families int
+}
+
+// New returns an inert Speaker.
+func New(opts Options) *Speaker {
+	if opts.BFDPoll <= 0 {
+		opts.BFDPoll = 100 * time.Millisecond
+	}
+	if opts.DrainPoll <= 0 {
+		opts.DrainPoll = 20 * time.Millisecond
+	}
+	return &Speaker{
+		opts:  opts,
+		log:   opts.Log,
+		peers: map[netip.Addr]Peer{},
+		paths: map[netip.Prefix]Advertisement{},
+		state: map[netip.Addr]*peerState{},
+	}
+}
+
+// ErrClosed is returned by Sync after Close.
+var ErrClosed = errors.New("bgp: speaker closed")
+
+// Sync makes the speaker peer with exactly cfg.Peers and advertise exactly
+// want, applying the difference to what the last Sync applied: peers are
+// added, removed, or changed (only a peer whose settings changed has its
+// session reset, and not even then for BFD settings alone); paths are
+// added or withdrawn one by one. The first Sync starts GoBGP with
+// cfg.Global; later changes of Global are logged and ignored. It blocks
+// only on GoBGP's management loop; an error leaves everything else
+// applied, and the next call retries what failed.
+func (s *Speaker) Sync(ctx context.Context, cfg Config, want []Advertisement) error {
+	s.op.Lock()
+	defer s.op.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.srv == nil {
+		if err := s.start(ctx, cfg.Global); err != nil {
+			return err
+		}
+	} else if cfg.Global != s.global && cfg.Global != s.ignored {
+		s.ignored = cfg.Global
+		s.log.Warn("BGP global settings changed; they apply after a restart", "running_asn", s.global.ASN,
+			"running_router_id", s.global.RouterID, "running_listen_port", s.global.ListenPort)
+	}
+	return errors.Join(s.syncPeers(ctx, cfg.Peers), s.syncPaths(ctx, want))
+}
+
+// start creates and starts the GoBGP server; on error nothing runs.
+func (s *Speaker) start(ctx context.Context, g Global) error {
+	if g.ASN == 0 || !g.RouterID.Is4() {
+		return fmt.Errorf("start BGP: need an ASN and an IPv4 router ID (have %d, %v)", g.ASN, g.RouterID)
+	}
+	srv := server.NewBgpServer(server.LoggerOption(newGoBGPLogger(s.log.With("topic", "gobgp")), nil))
+	go srv.Serve()
+	port := int32(-1)
+	if g.ListenPort != 0 {
+		port = int32(g.ListenPort)
+	}
+	fail := func(what string, err error) error {
+		srv.Stop()
+		return fmt.Errorf("start BGP: %s: %w", what, err)
+	}
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: g.ASN, RouterId: g.RouterID.String(), ListenPort: port,
+	}}); err != nil {
+		return fail(fmt.Sprintf("listen on port %d", g.ListenPort), err)
+	}
+	if err := setImportPolicy(ctx, srv); err != nil {
+		return fail("import policy", err)
+	}
+	if err := setExportPolicy(ctx, srv, g); err != nil {
+		return fail("export policy", err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer}, server.WatchPeer()); err != nil {
+		stop()
+		return fail("watch peers", err)
+	}
+	s.srv, s.global, s.stop = srv, g, stop
+	s.pollers.Go(func() { s.pollBFD(wctx, srv) })
+	s.log.Info("BGP speaker started", "asn", g.ASN, "router_id", g.RouterID, "listen_port", g.ListenPort,
+		"next_hop4", g.NextHop4, "next_hop6", g.NextHop6)
+	return nil
+}
+
+// Names of the GoBGP objects the speaker defines.
+const (
+	policyImport = "hostlb-import"
+	policyExport = "hostlb-export"
+	setV4Peers   = "hostlb-ipv4-peers"
+	setV6Peers   = "hostlb-ipv6-peers"
+)
+
+// setImportPolicy keeps routes learned from peers out of the RIB: the node
+// is no transit, and no route of one router is re-advertised to another.
+// GoBGP runs its global import policy on locally added paths too, so the
+// default stays accept and only routes from iBGP and eBGP peers are
+// rejected.
+func setImportPolicy(ctx context.Context, srv *server.BgpServer) error {
+	reject := func(name string, typ api.Conditions_RouteType) *api.Statement {
+		return &api.Statement{Name: name, Conditions: &api.Conditions{RouteType: typ},
+			Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_REJECT}}
+	}
+	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
+		Name: policyImport,
+		Statements: []*api.Statement{
+			reject("hostlb-no-ibgp-routes", api.Conditions_ROUTE_TYPE_INTERNAL),
+			reject("hostlb-no-ebgp-routes", api.Conditions_ROUTE_TYPE_EXTERNAL),
+		},
+	}}); err != nil {
+		return err
+	}
+	return srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_IMPORT,
+		Policies: []*api.Policy{{Name: policyImport}}, DefaultAction: api.RouteAction_ROUTE_ACTION_ACCEPT,
+	}})
+}
+
+// setExportPolicy defines the global export policy that gives a path of
+// the other family than its session's the node's own address of that
+// family as next hop, or keeps it off the session when there is none.
+func setExportPolicy(ctx context.Context, srv *server.BgpServer, g Global) error {
+	for name, prefix := range map[string]string{setV4Peers: "0.0.0.0/0", setV6Peers: "::/0"} {
+		if err := srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
+			DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: name, List: []string{prefix},
+		}}); err != nil {
+			return fmt.Errorf("neighbor set %s: %w", name, err)
+		}
+	}
+	stmt := func(name string, afi api.Family_Afi, peers string, nh netip.Addr) *api.Statement {
+		act := &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_REJECT}
+		if nh.IsValid() {
+			act = &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT, Nexthop: &api.NexthopAction{Address: nh.String()}}
+		}
+		return &api.Statement{
+			Name: name,
+			Conditions: &api.Conditions{
+				AfiSafiIn:   []*api.Family{{Afi: afi, Safi: api.Family_SAFI_UNICAST}},
+				NeighborSet: &api.MatchSet{Type: api.MatchSet_TYPE_ANY, Name: peers},
+			},
+			Actions: act,
+		}
+	}
+	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
+		Name: policyExport,
+		Statements: []*api.Statement{
+			stmt("hostlb-ipv6-on-ipv4", api.Family_AFI_IP6, setV4Peers, g.NextHop6),
+			stmt("hostlb-ipv4-on-ipv6", api.Family_AFI_IP, setV6Peers, g.NextHop4),
+		},
+	}}); err != nil {
+		return err
+	}
+	return srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_EXPORT,
+		Policies: []*api.Policy{{Name: policyExport}}, DefaultAction: api.RouteAction_ROUTE_ACTION_ACCEPT,
+	}})
+}
+
+// syncPeers applies the difference between the applied peers and want.
+func (s *Speaker) syncPeers(ctx context.Context, want []Peer) error {
+	next := make(map[netip.Addr]Peer, len(want))
+	var errs []error
+	for _, p := range want {
+		if _, dup := next[p.Address]; dup {
+			errs = append(errs, fmt.Errorf("peer %s: configured twice (GoBGP keys peers by address)", p.Address))
+			continue
+		}
+		next[p.Address] = p
+	}
+	for _, a := range slices.SortedFunc(maps.Keys(s.peers), netip.Addr.Compare) {
+		if _, ok := next[a]; ok {
+			continue
+		}
+		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("remove peer %s: %w", a, err))
+			continue
+		}
+		delete(s.peers, a)
+		s.mu.Lock()
+		delete(s.state, a)
+		s.mu.Unlock()
+		s.log.Info("BGP peer removed", "peer", a)
+	}
+	for _, a := range slices.SortedFunc(maps.Keys(next), netip.Addr.Compare) {
+		p := next[a]
+		old, had := s.peers[a]
+		switch {
+		case had && old == p:
+			continue
+		case had && onlyBFDDiffers(old, p):
+			if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: p.apiPeer(s.global)}); err != nil {
+				errs = append(errs, fmt.Errorf("update peer %s: %w", a, err))
+				continue
+			}
+			s.log.Info("BGP peer's BFD settings changed; session kept", "peer", a, "bfd", p.BFD.Enabled,
+				"min_rx", p.BFD.MinRx, "min_tx", p.BFD.MinTx, "multiplier", p.BFD.Multiplier)
+		case had:
+			// GoBGP would reset the session for most changes anyway; a
+			// delete and add does it for all of them the same way.
+			if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
+				errs = append(errs, fmt.Errorf("change peer %s: remove: %w", a, err))
+				continue
+			}
+			delete(s.peers, a)
+			if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p.apiPeer(s.global)}); err != nil {
+				errs = append(errs, fmt.Errorf("change peer %s: add: %w", a, err))
+				continue
+			}
+			s.log.Info("BGP peer changed; its session restarts", "peer", a, "asn", p.ASN)
+		default:
+			if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p.apiPeer(s.global)}); err != nil {
+				errs = append(errs, fmt.Errorf("add peer %s: %w", a, err))
+				continue
+			}
+			s.log.Info("BGP peer added", "peer", a, "asn", p.ASN, "port", p.Port, "passive", s.global.ListenPort != 0,
+				"bfd", p.BFD.Enabled, "md5", p.Password != "", "graceful_restart", p.GracefulRestart)
+		}
+		s.peers[a] = p
+		s.mu.Lock()
+		if st := s.state[a]; st != nil {
+			st.asn = p.ASN
+		} else {
+			s.state[a] = &peerState{asn: p.ASN, state: "idle", since: time.Now()}
+		}
+		s.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// syncPaths withdraws what is no longer wanted and adds what is new or
+// changed (a changed path replaces the old one: same NLRI, same source).
+func (s *Speaker) syncPaths(ctx context.Context, want []Advertisement) error {
+	next := make(map[netip.Prefix]Advertisement, len(want))
+	for _, a := range want {
+		a.Prefix = a.Prefix.Masked()
+		next[a.Prefix] = a
+	}
+	var gone []Advertisement
+	for p, a := range s.paths {
+		if _, ok := next[p]; !ok {
+			gone = append(gone, a)
+		}
+	}
+	var errs []error
+	if err := s.withdraw(ctx, gone); err != nil {
+		errs = append(errs, err)
+	}
+	var add []*apiutil.Path
+	var added []Advertisement
+	for _, p := range slices.SortedFunc(maps.Keys(next), netip.Prefix.Compare) {
+		a := next[p]
+		if old, ok := s.paths[p]; ok && old.same(a) {
+			continue
+		}
+		path, err := a.path(false)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		add = append(add, path)
+		added = append(added, a)
+	}
+	if len(add) > 0 {
+		resps, err := s.srv.AddPath(apiutil.AddPathRequest{Paths: add})
+		for i, a := range added {
+			switch {
+			case err != nil && len(resps) == 0:
+				errs = append(errs, fmt.Errorf("advertise %s: %w", a.Prefix, err))
+			case i < len(resps) && resps[i].Error != nil:
+				errs = append(errs, fmt.Errorf("advertise %s: %w", a.Prefix, resps[i].Error))
+			default:
+				s.paths[a.Prefix] = a
+				s.log.Info("advertising", "vip", a.VIP, "prefix", a.Prefix)
+			}
+		}
+	}
+	s.mu.Lock()
+	s.advertised = len(s.paths)
+	s.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// withdraw withdraws gone and marks each established peer's sent-UPDATE
+// counter, so Drain can tell when the withdrawal has been sent.
+func (s *Speaker) withdraw(ctx context.Context, gone []Advertisement) error {
+	if len(gone) == 0 {
+		return nil
+	}
+	slices.SortFunc(gone, func(a, b Advertisement) int { return a.Prefix.Compare(b.Prefix) })
+	var (
+		paths []*apiutil.Path
+		errs  []error
+		fams  = map[bool]bool{}
+	)
+	for _, a := range gone {
+		p, err := a.path(true)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		paths = append(paths, p)
+		fams[a.Prefix.Addr().Is4()] = true
+	}
+	if len(paths) == 0 {
+		return errors.Join(errs...)
+	}
+	counters, err := s.sentUpdates(ctx)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if err := s.srv.DeletePath(apiutil.DeletePathRequest{Paths: paths}); err != nil {
+		return errors.Join(append(errs, fmt.Errorf("withdraw %d prefixes: %w", len(paths), err))...)
+	}
+	s.mark = map[netip.Addr]sentMark{}
+	for a, c := range counters {
+		s.mark[a] = sentMark{before: c, families: len(fams)}
+	}
+	for _, a := range gone {
+		delete(s.paths, a.Prefix)
+		s.log.Info("withdrawn", "vip", a.VIP, "prefix", a.Prefix)
+	}
+	return errors.Join(errs...)
+}
+
+// sentUpdates returns the sent-UPDATE counter of every established peer.
+func (s *Speaker) sentUpdates(ctx context.Context) (map[netip.Addr]uint64, error) {
+	out := map[netip.Addr]uint64{}
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		st := p.GetState()
+		if st.GetSessionState() != api.PeerState_SESSION_STATE_ESTABLISHED {
+			return
+		}
+		if a, err := netip.ParseAddr(st.GetNeighborAddress()); err == nil {
+			out[a] = st.GetMessages().GetSent().GetUpdate()
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list BGP peers: %w", err)
+	}
+	return out, nil
+}
+
+// Drain withdraws every path and waits until every peer that was
+// established has been sent the withdrawal (its sent-UPDATE counter grew
+// by one UPDATE per family withdrawn), or is no longer established, or ctx
+// is done. Peers stay configured: the sessions end at Close. A later Sync
+// would advertise again.
+func (s *Speaker) Drain(ctx context.Context) error {
+	s.op.Lock()
+	defer s.op.Unlock()
+	if s.srv == nil {
+		return nil
+	}
+	start := time.Now()
+	n := len(s.paths)
+	err := s.withdraw(ctx, slices.Collect(maps.Values(s.paths)))
+	s.mu.Lock()
+	s.advertised = len(s.paths)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(s.opts.DrainPoll)
+	defer tick.Stop()
+	for {
+		now, err := s.sentUpdates(ctx)
+		if err != nil {
+			return err
+		}
+		var waiting []string
+		for a, m := range s.mark {
+			if c, up := now[a]; up && c < m.before+uint64(m.families) {
+				waiting = append(waiting, a.String())
+			}
+		}
+		if len(waiting) == 0 {
+			s.log.Info("BGP routes withdrawn; every established peer was sent the withdrawal",
+				"prefixes", n, "peers", len(s.mark), "took", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			slices.Sort(waiting)
+			return fmt.Errorf("withdrawal not sent to peers %v: %w", waiting, ctx.Err())
+		}
+	}
+}
+
+// Close stops GoBGP (its sessions end with a Cease NOTIFICATION) and every
+// goroutine of the speaker; it is idempotent and waits.
+func (s *Speaker) Close() error {
+	s.op.Lock()
+	defer s.op.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.srv == nil {
+		return nil
+	}
+	s.srv.Stop()
+	s.stop()
+	s.pollers.Wait()
+	s.srv = nil
+	s.log.Info("BGP speaker stopped")
+	return nil
+}
