@@ -192,6 +192,12 @@ func afiSafi(afi uint16, gr bool) *api.AfiSafi {
 	return a
 }
 
+// withBFD is p with other BFD settings (the zero BFD: off).
+func (p Peer) withBFD(b BFD) Peer {
+	p.BFD = b
+	return p
+}
+
 // onlyBFDDiffers reports whether a and b differ in their BFD settings
 // alone: GoBGP changes those without resetting the session.
 func onlyBFDDiffers(a, b Peer) bool {

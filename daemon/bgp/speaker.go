@@ -45,8 +45,6 @@ type Speaker struct {
 	closed  bool
 	stop    context.CancelFunc // ends the watcher and the BFD poller
 	pollers sync.WaitGroup
-	// mark is the last withdrawal: what Drain waits for.
-	mark map[netip.Addr]sentMark
 	// ignored is the last "needs restart" difference logged.
 	ignored Global
 
@@ -65,13 +63,14 @@ type peerState struct {
 	established int    // how often the session came up
 	lastDown    string // why it last went down
 	bfd         string // "", "down", "init", "up", "admin-down"
-}
-
-// sentMark is a peer's sent-UPDATE counter just before a withdrawal, and
-// how many UPDATEs the withdrawal takes at least (one per family).
-type sentMark struct {
-	before   uint64
-	families int
+	// peer is the peer as applied; bfdApplied the BFD settings GoBGP runs
+	// for it now (the zero BFD: off). BFD runs only while the session is
+	// established (pollBFD): FRR 8.4's bgpd replaces its BFD session when
+	// BGP comes up, and GoBGP resets BGP when the BFD session it was
+	// building goes away, even one that never came up — started before
+	// BGP, the two flap forever (seen in tests/bgplab).
+	peer       Peer
+	bfdApplied BFD
 }
 
 // New returns an inert Speaker.
@@ -152,7 +151,7 @@ func (s *Speaker) start(ctx context.Context, g Global) error {
 		return fail("watch peers", err)
 	}
 	s.srv, s.global, s.stop = srv, g, stop
-	s.pollers.Go(func() { s.pollBFD(wctx, srv) })
+	s.pollers.Go(func() { s.pollBFD(wctx, srv, g) })
 	s.log.Info("BGP speaker started", "asn", g.ASN, "router_id", g.RouterID, "listen_port", g.ListenPort,
 		"next_hop4", g.NextHop4, "next_hop6", g.NextHop6)
 	return nil
@@ -263,10 +262,8 @@ func (s *Speaker) syncPeers(ctx context.Context, want []Peer) error {
 		case had && old == p:
 			continue
 		case had && onlyBFDDiffers(old, p):
-			if _, err := s.srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: p.apiPeer(s.global)}); err != nil {
-				errs = append(errs, fmt.Errorf("update peer %s: %w", a, err))
-				continue
-			}
+			// pollBFD applies the new settings (while established) on
+			// its next round; the session is kept.
 			s.log.Info("BGP peer's BFD settings changed; session kept", "peer", a, "bfd", p.BFD.Enabled,
 				"min_rx", p.BFD.MinRx, "min_tx", p.BFD.MinTx, "multiplier", p.BFD.Multiplier)
 		case had:
@@ -277,13 +274,18 @@ func (s *Speaker) syncPeers(ctx context.Context, want []Peer) error {
 				continue
 			}
 			delete(s.peers, a)
-			if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p.apiPeer(s.global)}); err != nil {
+			if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p.withBFD(BFD{}).apiPeer(s.global)}); err != nil {
 				errs = append(errs, fmt.Errorf("change peer %s: add: %w", a, err))
 				continue
 			}
+			s.mu.Lock()
+			if st := s.state[a]; st != nil {
+				st.bfdApplied = BFD{}
+			}
+			s.mu.Unlock()
 			s.log.Info("BGP peer changed; its session restarts", "peer", a, "asn", p.ASN)
 		default:
-			if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p.apiPeer(s.global)}); err != nil {
+			if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p.withBFD(BFD{}).apiPeer(s.global)}); err != nil {
 				errs = append(errs, fmt.Errorf("add peer %s: %w", a, err))
 				continue
 			}
@@ -293,9 +295,9 @@ func (s *Speaker) syncPeers(ctx context.Context, want []Peer) error {
 		s.peers[a] = p
 		s.mu.Lock()
 		if st := s.state[a]; st != nil {
-			st.asn = p.ASN
+			st.asn, st.peer = p.ASN, p
 		} else {
-			s.state[a] = &peerState{asn: p.ASN, state: "idle", since: time.Now()}
+			s.state[a] = &peerState{asn: p.ASN, state: "idle", since: time.Now(), peer: p}
 		}
 		s.mu.Unlock()
 	}
@@ -355,8 +357,7 @@ func (s *Speaker) syncPaths(ctx context.Context, want []Advertisement) error {
 	return errors.Join(errs...)
 }
 
-// withdraw withdraws gone and marks each established peer's sent-UPDATE
-// counter, so Drain can tell when the withdrawal has been sent.
+// withdraw withdraws gone.
 func (s *Speaker) withdraw(ctx context.Context, gone []Advertisement) error {
 	if len(gone) == 0 {
 		return nil
@@ -365,7 +366,6 @@ func (s *Speaker) withdraw(ctx context.Context, gone []Advertisement) error {
 	var (
 		paths []*apiutil.Path
 		errs  []error
-		fams  = map[bool]bool{}
 	)
 	for _, a := range gone {
 		p, err := a.path(true)
@@ -374,21 +374,12 @@ func (s *Speaker) withdraw(ctx context.Context, gone []Advertisement) error {
 			continue
 		}
 		paths = append(paths, p)
-		fams[a.Prefix.Addr().Is4()] = true
 	}
 	if len(paths) == 0 {
 		return errors.Join(errs...)
 	}
-	counters, err := s.sentUpdates(ctx)
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
 	if err := s.srv.DeletePath(apiutil.DeletePathRequest{Paths: paths}); err != nil {
 		return errors.Join(append(errs, fmt.Errorf("withdraw %d prefixes: %w", len(paths), err))...)
-	}
-	s.mark = map[netip.Addr]sentMark{}
-	for a, c := range counters {
-		s.mark[a] = sentMark{before: c, families: len(fams)}
 	}
 	for _, a := range gone {
 		delete(s.paths, a.Prefix)
@@ -397,17 +388,24 @@ func (s *Speaker) withdraw(ctx context.Context, gone []Advertisement) error {
 	return errors.Join(errs...)
 }
 
-// sentUpdates returns the sent-UPDATE counter of every established peer.
-func (s *Speaker) sentUpdates(ctx context.Context) (map[netip.Addr]uint64, error) {
+// advertisedTo returns, for every established peer, how many paths its
+// Adj-RIB-Out still holds: what this node has told it and not withdrawn.
+func (s *Speaker) advertisedTo(ctx context.Context) (map[netip.Addr]uint64, error) {
 	out := map[netip.Addr]uint64{}
-	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
 		st := p.GetState()
 		if st.GetSessionState() != api.PeerState_SESSION_STATE_ESTABLISHED {
 			return
 		}
-		if a, err := netip.ParseAddr(st.GetNeighborAddress()); err == nil {
-			out[a] = st.GetMessages().GetSent().GetUpdate()
+		a, err := netip.ParseAddr(st.GetNeighborAddress())
+		if err != nil {
+			return
 		}
+		var n uint64
+		for _, af := range p.GetAfiSafis() {
+			n += af.GetState().GetAdvertised()
+		}
+		out[a] = n
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list BGP peers: %w", err)
@@ -415,10 +413,9 @@ func (s *Speaker) sentUpdates(ctx context.Context) (map[netip.Addr]uint64, error
 	return out, nil
 }
 
-// Drain withdraws every path and waits until every peer that was
-// established has been sent the withdrawal (its sent-UPDATE counter grew
-// by one UPDATE per family withdrawn), or is no longer established, or ctx
-// is done. Peers stay configured: the sessions end at Close. A later Sync
+// Drain withdraws every path and waits until no established peer's
+// Adj-RIB-Out holds any (GoBGP has sent them the withdrawal), or ctx is
+// done. Peers stay configured: the sessions end at Close. A later Sync
 // would advertise again.
 func (s *Speaker) Drain(ctx context.Context) error {
 	s.op.Lock()
@@ -438,19 +435,19 @@ func (s *Speaker) Drain(ctx context.Context) error {
 	tick := time.NewTicker(s.opts.DrainPoll)
 	defer tick.Stop()
 	for {
-		now, err := s.sentUpdates(ctx)
+		left, err := s.advertisedTo(ctx)
 		if err != nil {
 			return err
 		}
 		var waiting []string
-		for a, m := range s.mark {
-			if c, up := now[a]; up && c < m.before+uint64(m.families) {
-				waiting = append(waiting, a.String())
+		for a, c := range left {
+			if c > 0 {
+				waiting = append(waiting, fmt.Sprintf("%s (%d)", a, c))
 			}
 		}
 		if len(waiting) == 0 {
-			s.log.Info("BGP routes withdrawn; every established peer was sent the withdrawal",
-				"prefixes", n, "peers", len(s.mark), "took", time.Since(start).Round(time.Millisecond))
+			s.log.Info("BGP routes withdrawn; no established peer holds any",
+				"prefixes", n, "peers", len(left), "took", time.Since(start).Round(time.Millisecond))
 			return nil
 		}
 		select {

@@ -272,7 +272,7 @@ func TestSpeakerAdvertisesToAPlainPeer(t *testing.T) {
 
 	// A changed want: only the difference goes out. api4 is withdrawn,
 	// web's communities change, web6 is untouched (sent once).
-	sentBefore, err := s.sentUpdates(ctx)
+	sentBefore, err := sentUpdates(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,14 +287,14 @@ func TestSpeakerAdvertisesToAPlainPeer(t *testing.T) {
 	r.waitAdjIn(10*time.Second, lo4, webOn4b, web6On4)
 	r.waitAdjIn(10*time.Second, lo6, webOn6b, web6On6)
 	// The same want again sends nothing at all.
-	mid, err := s.sentUpdates(ctx)
+	mid, err := sentUpdates(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Sync(ctx, cfg, []Advertisement{web6, web}); err != nil {
 		t.Fatal(err)
 	}
-	after, err := s.sentUpdates(ctx)
+	after, err := sentUpdates(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,4 +430,19 @@ func TestAPIPeer(t *testing.T) {
 	if a := p.apiPeer(Global{}); a.Transport.PassiveMode {
 		t.Error("passive without a listen port")
 	}
+}
+
+// sentUpdates returns the sent-UPDATE counter of every established peer.
+func sentUpdates(ctx context.Context, s *Speaker) (map[netip.Addr]uint64, error) {
+	out := map[netip.Addr]uint64{}
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		st := p.GetState()
+		if st.GetSessionState() != api.PeerState_SESSION_STATE_ESTABLISHED {
+			return
+		}
+		if a, err := netip.ParseAddr(st.GetNeighborAddress()); err == nil {
+			out[a] = st.GetMessages().GetSent().GetUpdate()
+		}
+	})
+	return out, err
 }

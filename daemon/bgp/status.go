@@ -145,10 +145,11 @@ func bfdName(st api.BfdSessionState) string {
 	return "down"
 }
 
-// pollBFD reads the BFD session states every BFDPoll until ctx is done and
-// logs every change (GoBGP has no BFD event): a session going down is
-// what makes GoBGP reset the BGP session at once.
-func (s *Speaker) pollBFD(ctx context.Context, srv *server.BgpServer) {
+// pollBFD, every BFDPoll until ctx is done, turns each peer's BFD on while
+// its session is established and off otherwise (applyBFD), reads the BFD
+// session states and logs every change (GoBGP has no BFD event): a BFD
+// session going down is what makes GoBGP reset the BGP session at once.
+func (s *Speaker) pollBFD(ctx context.Context, srv *server.BgpServer, g Global) {
 	t := time.NewTicker(s.opts.BFDPoll)
 	defer t.Stop()
 	for {
@@ -157,6 +158,7 @@ func (s *Speaker) pollBFD(ctx context.Context, srv *server.BgpServer) {
 			return
 		case <-t.C:
 		}
+		s.applyBFD(ctx, srv, g)
 		seen := map[netip.Addr]string{}
 		srv.ListBfdPeer(ctx, func(addr string, st *api.BfdPeerState) {
 			if a, err := netip.ParseAddr(addr); err == nil {
@@ -190,5 +192,41 @@ func (s *Speaker) pollBFD(ctx context.Context, srv *server.BgpServer) {
 				s.log.Debug("BFD session state", "peer", c.peer, "state", c.next, "was", c.was)
 			}
 		}
+	}
+}
+
+// applyBFD makes GoBGP run each peer's configured BFD exactly while its BGP
+// session is established (see peerState.bfdApplied). UpdatePeer changes
+// only BFD and keeps the session.
+func (s *Speaker) applyBFD(ctx context.Context, srv *server.BgpServer, g Global) {
+	type apply struct {
+		peer Peer
+		bfd  BFD
+	}
+	var todo []apply
+	s.mu.Lock()
+	for _, st := range s.state {
+		want := BFD{}
+		if st.state == "established" && st.peer.BFD.Enabled {
+			want = st.peer.BFD
+		}
+		if want != st.bfdApplied {
+			todo = append(todo, apply{st.peer, want})
+		}
+	}
+	s.mu.Unlock()
+	for _, a := range todo {
+		if _, err := srv.UpdatePeer(ctx, &api.UpdatePeerRequest{Peer: a.peer.withBFD(a.bfd).apiPeer(g)}); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("cannot change BFD of a BGP peer; retrying", "peer", a.peer.Address, "err", err)
+			}
+			continue
+		}
+		s.mu.Lock()
+		if st := s.state[a.peer.Address]; st != nil && st.peer == a.peer {
+			st.bfdApplied = a.bfd
+		}
+		s.mu.Unlock()
+		s.log.Debug("BFD for a BGP peer", "peer", a.peer.Address, "on", a.bfd.Enabled)
 	}
 }
