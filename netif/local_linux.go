@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -452,30 +451,7 @@ func (l *LocalAddrs) inNetNS(fn func() error) error {
 	if l.opts.NetNS == nil {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(*l.opts.NetNS); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			// Otherwise the thread stays locked and dies with this
-			// goroutine rather than run others in the wrong namespace.
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+	return doInNetNS(*l.opts.NetNS, fn)
 }
 
 func readSysctl(key string) (string, error) {
