@@ -173,30 +173,7 @@ func unanswered(ap *failover.ARPProber, ip netip.Addr, sent []time.Time, window 
 // left unanswered (make-before-break). Five rounds, each measured.
 func TestCannotAnnounceMovesTheAddress(t *testing.T) {
 	requireLab(t)
-	bin := hostlbd(t)
-	c := failover.New(t, failover.Options{Kind: failover.HostLB, Hostlbd: bin})
-	dir := t.TempDir()
-	key := newKey(t)
-	var daemons []*daemon
-	for _, n := range c.Nodes {
-		d := newDaemon(t, dir, n, n.Name)
-		d.writeKeys(t, key)
-		d.startL2Only(t, c, bin)
-		daemons = append(daemons, d)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, d := range daemons {
-				t.Logf("%s's hostlbd log:\n%s", d.node.Name, d.log(t))
-			}
-		}
-	})
-	ap, err := c.NewARPProber()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ap.Close() })
-	owners := spreadOwners(t, c, ap)
+	c, daemons, ap, owners := keyedRing(t, (*daemon).startL2Only)
 	vip := c.VIPs()[0]
 	owner := c.NodeByName(owners[vip])
 	var od *daemon

@@ -257,30 +257,7 @@ func TestPartitionFencing(t *testing.T) {
 	if _, err := os.Stat("/usr/sbin/nft"); err != nil {
 		netlab.Missing(t, "the partition lab needs nft (Debian nftables; make deps installs it)")
 	}
-	bin := hostlbd(t)
-	c := failover.New(t, failover.Options{Kind: failover.HostLB, Hostlbd: bin})
-	dir := t.TempDir()
-	key := newKey(t)
-	var ds []*daemon
-	for _, n := range c.Nodes {
-		d := newDaemon(t, dir, n, n.Name)
-		d.writeKeys(t, key)
-		d.start(t, c, bin)
-		ds = append(ds, d)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, d := range ds {
-				t.Logf("%s's hostlbd log:\n%s", d.node.Name, d.log(t))
-			}
-		}
-	})
-	ap, err := c.NewARPProber()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ap.Close() })
-	owners := spreadOwners(t, c, ap)
+	c, ds, ap, owners := keyedRing(t, (*daemon).start)
 	t.Logf("owners: %v", owners)
 	s := startStream(t, c, ap)
 	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]

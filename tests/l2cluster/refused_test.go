@@ -37,6 +37,39 @@ func (d *daemon) waitLog(t *testing.T, within time.Duration, want string) {
 	}
 }
 
+// keyedRing starts a three-node lab with one hostlbd per node, sharing a
+// fresh gossip key, each started by start ((*daemon).start or a variant);
+// their logs are printed if the test fails. It returns them with an ARP
+// prober in the client namespace and the owner of each address once the
+// nodes have spread them.
+func keyedRing(t *testing.T, start func(d *daemon, t *testing.T, c *failover.Cluster, bin string)) (*failover.Cluster, []*daemon, *failover.ARPProber, map[netip.Addr]string) {
+	t.Helper()
+	bin := hostlbd(t)
+	c := failover.New(t, failover.Options{Kind: failover.HostLB, Hostlbd: bin})
+	dir := t.TempDir()
+	key := newKey(t)
+	var ds []*daemon
+	for _, n := range c.Nodes {
+		d := newDaemon(t, dir, n, n.Name)
+		d.writeKeys(t, key)
+		start(d, t, c, bin)
+		ds = append(ds, d)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, d := range ds {
+				t.Logf("%s's hostlbd log:\n%s", d.node.Name, d.log(t))
+			}
+		}
+	})
+	ap, err := c.NewARPProber()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ap.Close() })
+	return c, ds, ap, spreadOwners(t, c, ap)
+}
+
 // spreadOwners waits until each of the VIP's addresses is answered by one
 // node, three distinct ones, and returns them.
 func spreadOwners(t *testing.T, c *failover.Cluster, ap *failover.ARPProber) map[netip.Addr]string {
