@@ -166,7 +166,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.BGP.ASN != 0 || len(cfg.BGP.Peers) > 0 || cfg.BGP.ListenPort != 0 {
 		// GoBGP starts on the first reconcile pass; peers added by a
 		// reload need a speaker, so [bgp] asn alone builds one.
-		speaker = bgp.New(bgp.Options{Log: log.With("component", "bgp")})
+		// The speaker owns the kernel routes of hostlb's protocol:
+		// [bgp.import] installs them, and a speaker with import off
+		// removes any a crashed run left.
+		routes := netif.NewRouteTable(netif.RouteTableOptions{Log: log.With("component", "bgp")})
+		speaker = bgp.New(bgp.Options{Log: log.With("component", "bgp"), Routes: routes})
 		nodeAddrs = daemon.HostBGPAddrs(log.With("component", "bgp"))
 	}
 	d, err = daemon.New(daemon.Options{

@@ -15,6 +15,8 @@ import (
 type Config struct {
 	Global Global
 	Peers  []Peer
+	// Import is [bgp.import]; it may change at any Sync.
+	Import Import
 }
 
 // Global holds the settings GoBGP cannot change without restarting every

@@ -17,7 +17,22 @@
 // a path of the other family than the session's gets Global.NextHop4 or
 // NextHop6, the node's own address of that family, or is not sent on that
 // session when the node has none. Routes learned from peers are rejected
-// on import: the speaker is no transit, and [bgp.import] is a later slice.
+// by the global import policy: they never enter the RIB, so the speaker is
+// no transit and re-advertises nothing it learned.
+//
+// Route import ([bgp.import], import.go): with Options.Routes set, the
+// speaker owns the kernel's routes of hostlb's protocol
+// (netif.RTProtoHostlb, in every table). A pass reads every peer's
+// Adj-RIB-In (GoBGP fills it before the import policy), picks per prefix
+// the best paths (local-pref, AS-path length, origin, MED, eBGP over
+// iBGP; equally good paths from several peers make one multipath route),
+// and makes the kernel hold exactly those routes in [bgp.import] table
+// with its metric: nothing while import is off, nothing after Close.
+// Passes are level-triggered — on any UPDATE received, session change,
+// change of a route of our protocol, netlink resubscription (overrun),
+// config change, and every ImportResync — so a withdrawal, a peer going
+// down or a route deleted behind our back converges. A key (table,
+// prefix, metric) another protocol holds is reported, never taken.
 //
 // Graceful stop: Drain withdraws every path and waits (bounded by its
 // context) until each established peer has been sent the withdrawal.

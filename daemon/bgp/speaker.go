@@ -26,6 +26,15 @@ type Options struct {
 	BFDPoll time.Duration
 	// DrainPoll is how often Drain reads the peers' counters; default 20 ms.
 	DrainPoll time.Duration
+	// Routes is the kernel's table of hostlb's routes, for [bgp.import]
+	// (*netif.RouteTable). Nil: import is unavailable, and Sync with
+	// Import.Enabled fails. Set, the speaker owns every route of hostlb's
+	// protocol while it runs: it removes those it does not want (import
+	// off included) and, on Close, all of them (import.go).
+	Routes KernelRoutes
+	// ImportResync is how often imported routes are compared with the
+	// kernel without an event; default 30 s.
+	ImportResync time.Duration
 }
 
 // Speaker is the BGP output: an embedded GoBGP server. New is inert; the
@@ -47,6 +56,9 @@ type Speaker struct {
 	pollers sync.WaitGroup
 	// ignored is the last "needs restart" difference logged.
 	ignored Global
+	// imp installs learned routes (nil without Options.Routes); it has
+	// its own lock.
+	imp *importer
 
 	mu    sync.Mutex // guards state and advertised; read by Status
 	state map[netip.Addr]*peerState
@@ -81,13 +93,17 @@ func New(opts Options) *Speaker {
 	if opts.DrainPoll <= 0 {
 		opts.DrainPoll = 20 * time.Millisecond
 	}
-	return &Speaker{
+	s := &Speaker{
 		opts:  opts,
 		log:   opts.Log,
 		peers: map[netip.Addr]Peer{},
 		paths: map[netip.Prefix]Advertisement{},
 		state: map[netip.Addr]*peerState{},
 	}
+	if opts.Routes != nil {
+		s.imp = newImporter(opts.Log.With("topic", "import"), opts.Routes, opts.ImportResync)
+	}
+	return s
 }
 
 // ErrClosed is returned by Sync after Close.
@@ -107,6 +123,12 @@ func (s *Speaker) Sync(ctx context.Context, cfg Config, want []Advertisement) er
 	if s.closed {
 		return ErrClosed
 	}
+	var importErr error
+	if s.imp != nil {
+		s.imp.setConfig(cfg.Import)
+	} else if cfg.Import.Enabled {
+		importErr = errors.New("route import: this speaker has no kernel route table")
+	}
 	if s.srv == nil {
 		if err := s.start(ctx, cfg.Global); err != nil {
 			return err
@@ -116,7 +138,7 @@ func (s *Speaker) Sync(ctx context.Context, cfg Config, want []Advertisement) er
 		s.log.Warn("BGP global settings changed; they apply after a restart", "running_asn", s.global.ASN,
 			"running_router_id", s.global.RouterID, "running_listen_port", s.global.ListenPort)
 	}
-	return errors.Join(s.syncPeers(ctx, cfg.Peers), s.syncPaths(ctx, want))
+	return errors.Join(importErr, s.syncPeers(ctx, cfg.Peers), s.syncPaths(ctx, want))
 }
 
 // start creates and starts the GoBGP server; on error nothing runs.
@@ -146,12 +168,33 @@ func (s *Speaker) start(ctx context.Context, g Global) error {
 		return fail("export policy", err)
 	}
 	wctx, stop := context.WithCancel(context.Background())
-	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer}, server.WatchPeer()); err != nil {
+	cbs := server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer}
+	opts := []server.WatchOption{server.WatchPeer()}
+	if s.imp != nil {
+		// Any UPDATE received (before the import policy) or session
+		// change asks the importer for a pass (importer).
+		cbs.OnPeerUpdate = func(ev *apiutil.WatchEventMessage_PeerEvent, at time.Time) {
+			s.onPeer(ev, at)
+			s.imp.trigger()
+		}
+		cbs.OnPathUpdate = func([]*apiutil.Path, time.Time) { s.imp.trigger() }
+		opts = append(opts, server.WatchUpdate(false, "", ""))
+	}
+	if err := srv.WatchEvent(wctx, cbs, opts...); err != nil {
 		stop()
 		return fail("watch peers", err)
 	}
 	s.srv, s.global, s.stop = srv, g, stop
 	s.pollers.Go(func() { s.pollBFD(wctx, srv, g) })
+	if s.imp != nil {
+		s.pollers.Go(func() { s.imp.run(wctx, srv, g) })
+		s.pollers.Go(func() {
+			if err := s.opts.Routes.Watch(wctx, s.imp.trigger); err != nil {
+				s.log.Warn("cannot follow the kernel's routes; imported routes are checked every resync only",
+					"err", err)
+			}
+		})
+	}
 	s.log.Info("BGP speaker started", "asn", g.ASN, "router_id", g.RouterID, "listen_port", g.ListenPort,
 		"next_hop4", g.NextHop4, "next_hop6", g.NextHop6)
 	return nil
@@ -476,5 +519,10 @@ func (s *Speaker) Close() error {
 	s.pollers.Wait()
 	s.srv = nil
 	s.log.Info("BGP speaker stopped")
+	if s.imp != nil {
+		if err := s.imp.clear(); err != nil {
+			return fmt.Errorf("remove imported routes: %w", err)
+		}
+	}
 	return nil
 }

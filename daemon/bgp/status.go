@@ -19,6 +19,8 @@ type Status struct {
 	Peers []PeerStatus // sorted by address
 	// Advertised counts the prefixes advertised to every peer.
 	Advertised int
+	// Imported counts the routes [bgp.import] holds in the kernel.
+	Imported int
 }
 
 // PeerStatus is one session.
@@ -52,9 +54,13 @@ func (s Status) Up() int {
 // Status returns the sessions and the number of prefixes advertised. It
 // never blocks on GoBGP; the caller owns the result.
 func (s *Speaker) Status() Status {
+	imported := 0
+	if s.imp != nil {
+		imported = s.imp.Installed()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := Status{Advertised: s.advertised}
+	out := Status{Advertised: s.advertised, Imported: imported}
 	for a, st := range s.state {
 		out.Peers = append(out.Peers, PeerStatus{Address: a, ASN: st.asn, State: st.state, Since: st.since,
 			Established: st.established, LastDown: st.lastDown, BFD: st.bfd})

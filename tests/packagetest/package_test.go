@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,9 +70,10 @@ func TestPackages(t *testing.T) {
 	})
 
 	t.Run("deb contents", func(t *testing.T) {
-		conffiles := run(t, "dpkg-deb", "--info", deb, "conffiles")
-		if strings.TrimSpace(conffiles) != "/etc/hostlb/hostlb.toml" {
-			t.Errorf("conffiles = %q, want /etc/hostlb/hostlb.toml", conffiles)
+		conffiles := strings.Fields(run(t, "dpkg-deb", "--info", deb, "conffiles"))
+		slices.Sort(conffiles)
+		if want := []string{"/etc/hostlb/hostlb.toml", "/etc/iproute2/rt_protos.d/hostlb.conf"}; !slices.Equal(conffiles, want) {
+			t.Errorf("conffiles = %q, want %q", conffiles, want)
 		}
 		list := run(t, "dpkg-deb", "--contents", deb)
 		for _, want := range []string{
@@ -82,6 +84,7 @@ func TestPackages(t *testing.T) {
 			`-rw-r--r-- root/root .* \./usr/lib/tmpfiles\.d/hostlb\.conf$`,
 			`drwxr-x--- root/hostlb .* \./etc/hostlb/$`,
 			`-rw-r----- root/hostlb .* \./etc/hostlb/hostlb\.toml$`,
+			`-rw-r--r-- root/root .* \./etc/iproute2/rt_protos\.d/hostlb\.conf$`,
 			`drwxr-xr-x root/root .* \./usr/share/hostlb/manifests/$`,
 			`-rw-r--r-- root/root .* \./usr/share/doc/hostlb/copyright$`,
 			`-rw-r--r-- root/root .* \./usr/share/doc/hostlb/changelog\.gz$`,
@@ -117,6 +120,7 @@ func TestPackages(t *testing.T) {
 			`-rw-r--r-- root:root  /usr/lib/tmpfiles.d/hostlb.conf`,
 			`drwxr-x--- root:hostlb  /etc/hostlb`,
 			`-rw-r----- root:hostlb cn /etc/hostlb/hostlb.toml`, // config(noreplace)
+			`-rw-r--r-- root:root cn /etc/iproute2/rt_protos.d/hostlb.conf`,
 		} {
 			if !strings.Contains(flags, want+"\n") {
 				t.Errorf("rpm lacks %q; files:\n%s", want, flags)
