@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/hostlb/hostlb/daemon/bgp"
@@ -66,7 +68,7 @@ func bgpConfig(c config.BGP, node BGPNodeAddrs) bgp.Config {
 	out := bgp.Config{Global: bgp.Global{
 		ASN: c.ASN, RouterID: c.RouterID, ListenPort: c.ListenPort,
 		NextHop4: node.IPv4, NextHop6: node.IPv6,
-	}}
+	}, Import: bgp.Import{Enabled: c.Import.Enabled, Table: c.Import.Table, Metric: c.Import.Metric}}
 	if !out.Global.RouterID.IsValid() {
 		out.Global.RouterID = node.IPv4
 	}
@@ -81,15 +83,111 @@ func bgpConfig(c config.BGP, node BGPNodeAddrs) bgp.Config {
 	return out
 }
 
-// bgpWanted picks the BGP announcements of a desired state, each address
-// as a host route. Static VIPs carry no communities or local-pref.
-func bgpWanted(d reconcile.Desired) []bgp.Advertisement {
+// bgpWanted picks the BGP announcements of node's desired state. A static
+// VIP's address is a host route without attributes; a Service's address
+// takes the paths of its advertisements that list node (reconcile.BGPPath):
+// their communities and localPref, and the covering prefix of their
+// aggregationLength instead of the host route (IPv4 addresses use lengths
+// up to 32, as in Deckhouse; IPv6 ones lengths above 32). Paths that come
+// to the same prefix (several advertisements, or several Services in one
+// aggregate) are one advertisement: their communities joined, the highest
+// localPref. Ordered by address.
+func bgpWanted(node string, d reconcile.Desired) []bgp.Advertisement {
 	var out []bgp.Advertisement
+	at := map[netip.Prefix]int{}
+	add := func(a bgp.Advertisement) {
+		i, ok := at[a.Prefix]
+		if !ok {
+			at[a.Prefix] = len(out)
+			out = append(out, a)
+			return
+		}
+		m := &out[i]
+		m.Communities = sortedUnion(m.Communities, a.Communities, cmp.Compare[uint32])
+		m.LargeCommunities = sortedUnion(m.LargeCommunities, a.LargeCommunities, func(x, y bgp.LargeCommunity) int {
+			return cmp.Or(cmp.Compare(x.Global, y.Global), cmp.Compare(x.Local1, y.Local1), cmp.Compare(x.Local2, y.Local2))
+		})
+		m.LocalPref = max(m.LocalPref, a.LocalPref)
+	}
 	for _, a := range d.Sorted() {
 		if a.Mode != config.ModeBGP || a.Handover {
 			continue
 		}
-		out = append(out, bgp.Advertisement{Prefix: netip.PrefixFrom(a.Addr, a.Addr.BitLen()), VIP: a.VIP})
+		host := netip.PrefixFrom(a.Addr, a.Addr.BitLen())
+		if a.BGP == nil {
+			add(bgp.Advertisement{Prefix: host, VIP: a.VIP})
+			continue
+		}
+		for _, p := range a.BGP {
+			if !p.Uses(node) {
+				continue
+			}
+			adv := bgp.Advertisement{Prefix: host, VIP: a.VIP, LocalPref: p.LocalPref,
+				Communities: slices.Clone(p.Communities)}
+			for _, c := range p.LargeCommunities {
+				adv.LargeCommunities = append(adv.LargeCommunities, bgp.LargeCommunity{Global: c[0], Local1: c[1], Local2: c[2]})
+			}
+			if l := p.AggregationLength; l > 0 && l < a.Addr.BitLen() && (a.Addr.Is4() || l > 32) {
+				adv.Prefix = netip.PrefixFrom(a.Addr, l).Masked()
+			}
+			add(adv)
+		}
+	}
+	return out
+}
+
+// sortedUnion merges two sorted lists into one sorted list without
+// duplicates.
+func sortedUnion[T any](a, b []T, compare func(T, T) int) []T {
+	out := append(slices.Clone(a), b...)
+	slices.SortFunc(out, compare)
+	return slices.CompactFunc(out, func(x, y T) bool { return compare(x, y) == 0 })
+}
+
+// KubeBGPPeers is the part of the Kubernetes side (kube.Kubernetes) that
+// gives this node's BGP sessions from MetalLoadBalancerBGPPeers and
+// MetalLoadBalancerConfigurations.
+type KubeBGPPeers interface {
+	// BGPPeers returns the sessions for a speaker with local AS asn and
+	// router ID routerID; it never blocks and makes no API request.
+	BGPPeers(asn uint32, routerID netip.Addr) []bgp.Peer
+}
+
+// mergePeers adds the API's peers to those of [[bgp.peer]]. The file wins
+// on a conflict (the same peer address): it is the node's own explicit
+// configuration, and it can hold what the API cannot (ebgp_multihop,
+// graceful_restart, a password file). conflicts lists the API peers left
+// out.
+func mergePeers(file, api []bgp.Peer) (out []bgp.Peer, conflicts []netip.Addr) {
+	out = slices.Clone(file)
+	for _, p := range api {
+		if slices.ContainsFunc(file, func(f bgp.Peer) bool { return f.Address == p.Address }) {
+			conflicts = append(conflicts, p.Address)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, conflicts
+}
+
+// bgpSessions is the speaker's configuration: [bgp] and its peers, and
+// the peers of the Kubernetes API (mergePeers). A conflict is logged once.
+func (d *Daemon) bgpSessions(cfg *config.Config) bgp.Config {
+	out := bgpConfig(cfg.BGP, d.opts.BGPNodeAddrs)
+	kp, ok := d.opts.Kube.(KubeBGPPeers)
+	if !ok {
+		return out
+	}
+	var conflicts []netip.Addr
+	out.Peers, conflicts = mergePeers(out.Peers, kp.BGPPeers(out.Global.ASN, out.Global.RouterID))
+	msg := fmt.Sprint(conflicts)
+	d.mu.Lock()
+	same := msg == d.bgpConflicts
+	d.bgpConflicts = msg
+	d.mu.Unlock()
+	if len(conflicts) > 0 && !same {
+		d.log.Warn("BGP: peers declared both in [[bgp.peer]] and by a MetalLoadBalancerBGPPeer use the file's settings",
+			"peers", msg)
 	}
 	return out
 }
@@ -97,7 +195,7 @@ func bgpWanted(d reconcile.Desired) []bgp.Advertisement {
 // syncBGP hands the BGP part of next to the BGP output and logs a failure
 // once per distinct error (the loop retries it with backoff).
 func (d *Daemon) syncBGP(ctx context.Context, cfg *config.Config, next reconcile.Desired) error {
-	err := d.opts.BGP.Sync(ctx, bgpConfig(cfg.BGP, d.opts.BGPNodeAddrs), bgpWanted(next))
+	err := d.opts.BGP.Sync(ctx, d.bgpSessions(cfg), bgpWanted(cfg.Node.Name, next))
 	if ctx.Err() != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ type fakeSpeaker struct {
 
 	mu               sync.Mutex // guards the fields below
 	adv              map[netip.Prefix]bool
+	want             []bgp.Advertisement // the last Sync's
 	cfg              bgp.Config
 	crashed          bool
 	drained          bool
@@ -41,6 +42,7 @@ func (f *fakeSpeaker) Sync(_ context.Context, cfg bgp.Config, want []bgp.Adverti
 		return nil
 	}
 	f.cfg = cfg
+	f.want = want
 	if len(want) == 0 && len(f.adv) > 0 {
 		f.emptyBeforeDrain = true // withdrew everything it advertised
 	}
@@ -196,7 +198,7 @@ func TestBGPWantedIsHostRoutes(t *testing.T) {
 		{Name: "other", Mode: config.ModeBGP, Addresses: []netip.Addr{netip.MustParseAddr("203.0.113.2")}, NodeSelector: map[string]string{"rack": "r2"}},
 		{Name: "web", Mode: config.ModeL2, Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.10")}},
 	}))
-	got := bgpWanted(d)
+	got := bgpWanted("n1", d)
 	want := []bgp.Advertisement{
 		{Prefix: netip.MustParsePrefix("203.0.113.1/32"), VIP: "edge"},
 		{Prefix: netip.MustParsePrefix("2001:db8::1/128"), VIP: "edge"},

@@ -195,10 +195,12 @@ type Daemon struct {
 	passErr   string           // the last pass's error, "" when it succeeded
 	l2Err     string           // the last L2 error logged, to log each once
 	bgpErr    string           // the last BGP error logged, to log each once
-	reloadE   error            // the last reload's error, shown in STATUS until the next success
-	ready     bool             // READY=1 sent: passes may update STATUS
-	lastLine  string           // the STATUS line last sent
-	ring      ringState        // written only by the reconcile loop (and handover's draining)
+	// bgpConflicts: the peers last logged as both in the file and the API.
+	bgpConflicts string
+	reloadE      error     // the last reload's error, shown in STATUS until the next success
+	ready        bool      // READY=1 sent: passes may update STATUS
+	lastLine     string    // the STATUS line last sent
+	ring         ringState // written only by the reconcile loop (and handover's draining)
 	// cannot are the IPs the L2 output could not announce (ownership.go);
 	// written only by the reconcile loop.
 	cannot map[netip.Addr]*cannotEntry

@@ -11,13 +11,6 @@ import (
 // every reload.
 func unservedKeys(cfg *config.Config) [][2]string {
 	var out [][2]string
-	if cfg.BGP.Import.Enabled {
-		out = append(out, [2]string{"bgp.import", "route import is not implemented yet: no route is installed"})
-	}
-	if cfg.Kubernetes.Enabled && cfg.Kubernetes.LoadBalancerClass != "" {
-		out = append(out, [2]string{"kubernetes.load_balancer_class",
-			"Services of this class get IPs from MetalLoadBalancerPools, but Kubernetes BGP objects are not implemented yet: they are not advertised"})
-	}
 	if cfg.Metrics.Listen != "" {
 		out = append(out, [2]string{"metrics.listen", "the metrics endpoint is not implemented yet: nothing listens on " + cfg.Metrics.Listen})
 	}

@@ -26,7 +26,7 @@ func TestUnservedKeysNamesEveryAcceptedButUnbuiltFeature(t *testing.T) {
 	for _, k := range unservedKeys(c) {
 		keys = append(keys, k[0])
 	}
-	want := []string{"bgp.import", "kubernetes.load_balancer_class", "metrics.listen", "control.socket"}
+	want := []string{"metrics.listen", "control.socket"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("got %v, want %v", keys, want)
 	}

@@ -19,8 +19,9 @@ type change struct {
 // it announces: the log level changes at once; L2 interface rules, GARP timing
 // and the static VIP list are just inputs to the next reconcile; BGP peers
 // are added, removed or reset one at a time in GoBGP (daemon/bgp: an
-// unchanged peer keeps its session); the import policy (not built yet) is
-// only checked; node labels are re-gossiped (memberlist metadata updates);
+// unchanged peer keeps its session); [bgp.import] is re-applied by the next
+// import pass (routes move to the new table or metric, or are removed when
+// it is turned off); node labels are re-gossiped (memberlist metadata updates);
 // join seeds are only used for the next (re)join; the load balancer class is
 // a filter on the Service informer's events; a changed gossip key file
 // (its path or its keys) gives the running ring the new key set

@@ -110,8 +110,8 @@ func NewIPAM(opts IPAMOptions) *IPAM {
 // Trigger asks the leader for a pass; followers ignore it. It never blocks.
 func (c *IPAM) Trigger(kind Kind) {
 	switch kind {
-	case KindEndpointSlice, KindNode, KindSecret, KindBGPPeer, KindConfiguration:
-		return // IPAM reads none of them
+	case KindEndpointSlice, KindNode:
+		return // IPAM reads neither (the BGP objects: bgpProblems)
 	}
 	c.mu.Lock()
 	l := c.loop
@@ -298,6 +298,7 @@ func (c *IPAM) pass(ctx context.Context) error {
 	pools := c.pools(snap)
 	cs := newClasses(snap.Classes)
 	c.reportDefaults(cs)
+	c.reportBGP(snap)
 
 	var (
 		work []svcWork
@@ -388,6 +389,28 @@ func (c *IPAM) pools(snap Snapshot) []ipam.Pool {
 		}
 	}
 	return out
+}
+
+// reportBGP reports the problems of the BGP objects (bgpProblems) as
+// Warning Events on them; the rest of the BGP configuration is used.
+// Several problems of one reason on one object are one Event.
+func (c *IPAM) reportBGP(snap Snapshot) {
+	type key struct {
+		kind, name, reason string
+		uid                types.UID
+	}
+	var order []key
+	msgs := map[key][]string{}
+	for _, p := range bgpProblems(snap) {
+		k := key{p.kind, p.name, p.reason, p.uid}
+		if _, ok := msgs[k]; !ok {
+			order = append(order, k)
+		}
+		msgs[k] = append(msgs[k], p.msg)
+	}
+	for _, k := range order {
+		c.event(refOf(k.kind, k.name, k.uid), corev1.EventTypeWarning, k.reason, strings.Join(msgs[k], "; "))
+	}
 }
 
 // reportDefaults reports several default classes on each of them.

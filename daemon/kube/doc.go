@@ -30,6 +30,14 @@
 //     default classes resolve to the lowest name and are reported.
 //   - Status writes use optimistic concurrency and never touch a Service
 //     hostlb does not serve.
+//   - BGP path (bgp.go, peers.go): a Service's IP is advertised by every
+//     candidate Node that a MetalLoadBalancerConfiguration advertising the
+//     IP's pool selects, with that advertisement's communities, localPref
+//     and aggregationLength; this node peers with the
+//     MetalLoadBalancerBGPPeers of the Configurations that select it. A
+//     missing peer, a password Secret without the label, a bad community
+//     are Warning Events (from the IPAM leader) and warnings on the node;
+//     the rest keeps working, and no session starts with a wrong password.
 //
 // Pure parts (classify.go, status.go) are unit-tested; the whole is tested
 // against a real kube-apiserver in tests/kubeipam.

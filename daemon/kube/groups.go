@@ -16,14 +16,16 @@ import (
 // (Kubernetes' well-known label; its value does not matter).
 const LabelExcludeLB = "node.kubernetes.io/exclude-from-external-load-balancers"
 
-// groupsOf turns every L2 Service with IPs in its status into a group
-// (SPEC §6): one slot per IP (a dual-stack slot's two families together),
-// the class's l2.interfaces, and as eligible nodes the Nodes its class
-// selects that are not excluded, not NetworkUnavailable and not being
-// deleted; under externalTrafficPolicy Local only those with a local
-// endpoint, and nobody at all while the Service has no endpoint to send
-// traffic to. Services of another controller or on the BGP path are not
-// announced in L2. Pure: no I/O.
+// groupsOf turns every Service hostlb serves with IPs in its status into a
+// group (SPEC §6): one slot per IP (a dual-stack slot's two families
+// together) and as eligible nodes the Nodes that are not excluded, not
+// NetworkUnavailable and not being deleted, and that its class selects
+// (L2, with the class's l2.interfaces) or that a
+// MetalLoadBalancerConfiguration advertising the pool of one of its IPs
+// selects (BGP, bgpGroup); under externalTrafficPolicy Local only those
+// with a local endpoint, and nobody at all while the Service has no
+// endpoint to send traffic to. Services of another controller are not
+// announced. Pure: no I/O.
 func groupsOf(snap Snapshot, bgpClass string) []reconcile.Group {
 	var c groupCache
 	return c.groups(snap, 0, bgpClass)
@@ -33,7 +35,7 @@ func groupsOf(snap Snapshot, bgpClass string) []reconcile.Group {
 // rebuilds only the groups of the Services whose object or EndpointSlices
 // changed: the informers replace an object they update, so an unchanged
 // pointer is an unchanged object. Everything else a group depends on —
-// the Nodes, classes and pools — is the world; a new world generation
+// the Nodes, classes, pools and Configurations — is the world; a new world generation
 // rebuilds every group. Not safe for concurrent use.
 type groupCache struct {
 	world   uint64
@@ -45,7 +47,7 @@ type cachedGroup struct {
 	svc    *corev1.Service
 	slices []*discoveryv1.EndpointSlice
 	group  reconcile.Group
-	ok     bool // an L2 group (else the Service is not announced in L2)
+	ok     bool // a group (else the Service is not announced)
 }
 
 // groups returns the groups of snap, whose Nodes, classes and pools are
@@ -136,6 +138,10 @@ type groupWorld struct {
 	bgpClass   string
 	ranked     map[string][]string
 	candidates map[string][]string
+	bgp        *bgpWorld // built for the first BGP Service
+	// bgpNodes interns the BGP groups' eligible lists, so that Services
+	// with the same nodes share one (placement memoises by list).
+	bgpNodes map[string][]string
 }
 
 func newGroupWorld(snap Snapshot, bgpClass string) *groupWorld {
@@ -143,9 +149,12 @@ func newGroupWorld(snap Snapshot, bgpClass string) *groupWorld {
 		ranked: map[string][]string{}, candidates: map[string][]string{}}
 }
 
-// group is svc's L2 group; false when svc is not announced in L2.
+// group is svc's group; false when svc is not announced.
 func (w *groupWorld) group(key string, svc *corev1.Service, eps []*discoveryv1.EndpointSlice) (reconcile.Group, bool) {
 	ch := chooseClass(svc, w.cs, w.bgpClass, len(w.snap.Pools) > 0)
+	if ch.Path == PathBGP {
+		return w.bgpGroup(key, svc, eps)
+	}
 	if ch.Path != PathL2 {
 		return reconcile.Group{}, false
 	}
@@ -182,6 +191,69 @@ func (w *groupWorld) group(key string, svc *corev1.Service, eps []*discoveryv1.E
 		Ranks:      ranks,
 		Interfaces: class.Spec.L2.Interfaces,
 		ETPLocal:   local,
+	}, true
+}
+
+// bgpGroup is the group of svc on the BGP path (SPEC §1, §6: every alive
+// eligible node advertises): each address's paths are the advertisements
+// of its pool (the Configurations that list the pool, with their
+// communities, localPref and aggregationLength), and the eligible nodes
+// are the candidates that some path of some address selects (the
+// Configuration's nodeSelector) — under externalTrafficPolicy Local only
+// those with a ready local endpoint, and nobody while the Service has no
+// endpoint. An address whose pool no Configuration advertises is
+// advertised by nobody.
+func (w *groupWorld) bgpGroup(key string, svc *corev1.Service, eps []*discoveryv1.EndpointSlice) (reconcile.Group, bool) {
+	slots := slotsOf(ingressAddrs(svc.Status))
+	if len(slots) == 0 {
+		return reconcile.Group{}, false
+	}
+	if w.bgp == nil {
+		w.bgp, _ = newBGPWorld(w.snap) // problems are the IPAM leader's to report
+	}
+	pool := svc.Annotations[AnnotationPool]
+	paths := make(map[netip.Addr][]reconcile.BGPPath)
+	selected := map[string]bool{}
+	for _, slot := range slots {
+		for _, a := range slot {
+			ps := w.bgp.paths(a, pool)
+			paths[a] = ps
+			for _, p := range ps {
+				for _, n := range p.Nodes {
+					selected[n] = true
+				}
+			}
+		}
+	}
+	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	withEndpoint := endpointNodes(eps)
+	nodes := []string{}
+	if withEndpoint != nil {
+		for _, n := range w.snap.Nodes {
+			if selected[n.Name] && candidateNode(n) && (!local || withEndpoint[n.Name]) {
+				nodes = append(nodes, n.Name)
+			}
+		}
+		slices.Sort(nodes)
+	}
+	ik := strings.Join(nodes, "\x00")
+	if shared, ok := w.bgpNodes[ik]; ok {
+		nodes = shared
+	} else {
+		if w.bgpNodes == nil {
+			w.bgpNodes = map[string][]string{}
+		}
+		w.bgpNodes[ik] = nodes
+	}
+	return reconcile.Group{
+		Name:     key,
+		Source:   "kubernetes",
+		Mode:     config.ModeBGP,
+		Slots:    slots,
+		Nodes:    nodes,
+		Ranks:    nodes, // every eligible node advertises: no preference
+		ETPLocal: local,
+		BGP:      paths,
 	}, true
 }
 
@@ -236,7 +308,13 @@ func rankedNodes(class *MetalLoadBalancerClass, nodes []*corev1.Node) []string {
 
 // candidate reports whether a Node may announce the class's IPs at all.
 func candidate(class *MetalLoadBalancerClass, n *corev1.Node) bool {
-	if n.DeletionTimestamp != nil || !Selects(class.Spec.NodeSelector, n.Labels) {
+	return Selects(class.Spec.NodeSelector, n.Labels) && candidateNode(n)
+}
+
+// candidateNode reports whether a Node may announce any IP: not being
+// deleted, not excluded from load balancers, its network available.
+func candidateNode(n *corev1.Node) bool {
+	if n.DeletionTimestamp != nil {
 		return false
 	}
 	if _, excluded := n.Labels[LabelExcludeLB]; excluded {

@@ -149,13 +149,14 @@ func TestGroupsSlotsAndPaths(t *testing.T) {
 			t.Errorf("slot %d = %v, want %v", i, got, want[i])
 		}
 	}
-	// The BGP path (no class, pools) is not announced in L2.
+	// The BGP path (no class, pools) is not announced in L2; with no
+	// Configuration advertising its pool, nobody advertises it.
 	p := &MetalLoadBalancerPool{}
 	p.Name = "p"
 	gs = groupsOf(Snapshot{Services: []*corev1.Service{lbService(withIngress("198.51.100.1"))}, EndpointSlices: ready,
 		Nodes: nodes, Pools: []*MetalLoadBalancerPool{p}}, "")
-	if len(gs) != 0 {
-		t.Errorf("a BGP-path Service became an L2 group: %+v", gs)
+	if len(gs) != 1 || gs[0].Mode != "bgp" || len(gs[0].Nodes) != 0 {
+		t.Errorf("a BGP-path Service without an advertisement: %+v", gs)
 	}
 	if got := slotsOf([]netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}); len(got) != 2 {
 		t.Errorf("two IPv4 addresses are two slots: %v", got)

@@ -81,10 +81,13 @@ type Kubernetes struct {
 	nodeState atomic.Int32
 	ann       announcements
 	// world counts changes of what every Service's group depends on (the
-	// Nodes, classes and pools): the group cache rebuilds all on a new one.
+	// Nodes, classes, pools and Configurations): the group cache rebuilds all on a new one.
 	world  atomic.Uint64
 	gmu    sync.Mutex // guards groups
 	groups groupCache
+	// pmu guards problems: the BGP problems logged, until they end.
+	pmu      sync.Mutex
+	problems map[string]bool
 }
 
 // New returns the inert Kubernetes side; its Run methods start it.
@@ -105,7 +108,7 @@ func New(opts Options) (*Kubernetes, error) {
 		Log: opts.Log.With("component", "kube"), Client: client, Dynamic: dyn,
 		OnChange: func(kind Kind) {
 			switch kind {
-			case KindNode, KindClass, KindPool, "":
+			case KindNode, KindClass, KindPool, KindConfiguration, "":
 				k.world.Add(1)
 			}
 			if ipamCtl != nil {
@@ -135,7 +138,7 @@ func New(opts Options) (*Kubernetes, error) {
 	return k, nil
 }
 
-// Groups returns the L2 groups of the Services (groupsOf) from the caches:
+// Groups returns the groups of the Services, L2 and BGP (groupsOf), from the caches:
 // none before they hold a full list. Only the groups of Services whose
 // object or EndpointSlices changed since the last call are built anew; the
 // result is shared with later calls: read-only. While the API server is unreachable

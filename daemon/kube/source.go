@@ -387,6 +387,11 @@ type Snapshot struct {
 	Nodes          []*corev1.Node
 	Classes        []*MetalLoadBalancerClass
 	Pools          []*MetalLoadBalancerPool
+	BGPPeers       []*MetalLoadBalancerBGPPeer
+	Configurations []*MetalLoadBalancerConfiguration
+	// Secrets are those labelled SecretLabel=true (the informer lists no
+	// other).
+	Secrets []*corev1.Secret
 	// Problems are objects that could not be decoded.
 	Problems []error
 }
@@ -436,6 +441,27 @@ func (s *Source) Snapshot() Snapshot {
 			continue
 		}
 		snap.Pools = append(snap.Pools, p)
+	}
+	for _, o := range s.custom[KindBGPPeer].GetStore().List() {
+		p := new(MetalLoadBalancerBGPPeer)
+		if err := fromUnstructured(o, p); err != nil {
+			snap.Problems = append(snap.Problems, err)
+			continue
+		}
+		snap.BGPPeers = append(snap.BGPPeers, p)
+	}
+	for _, o := range s.custom[KindConfiguration].GetStore().List() {
+		c := new(MetalLoadBalancerConfiguration)
+		if err := fromUnstructured(o, c); err != nil {
+			snap.Problems = append(snap.Problems, err)
+			continue
+		}
+		snap.Configurations = append(snap.Configurations, c)
+	}
+	for _, o := range s.secretInf.GetStore().List() {
+		if sec, ok := o.(*corev1.Secret); ok && sec.Labels[SecretLabel] == "true" {
+			snap.Secrets = append(snap.Secrets, sec)
+		}
 	}
 	return snap
 }

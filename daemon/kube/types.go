@@ -54,18 +54,84 @@ type MetalLoadBalancerPool struct {
 	} `json:"spec,omitempty"`
 }
 
-// MetalLoadBalancerBGPPeer is a BGP router (read by the BGP mode).
+// MetalLoadBalancerBGPPeer is a BGP router and how to peer with it
+// (reference §5.1).
 type MetalLoadBalancerBGPPeer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              map[string]any `json:"spec,omitempty"`
+	Spec              BGPPeerSpec `json:"spec,omitempty"`
 }
 
-// MetalLoadBalancerConfiguration binds pools, peers and nodes (BGP mode).
+// BGPPeerSpec is a MetalLoadBalancerBGPPeer's spec.
+type BGPPeerSpec struct {
+	PeerAddress string `json:"peerAddress,omitempty"`
+	PeerPort    int64  `json:"peerPort,omitempty"`
+	PeerASN     int64  `json:"peerASN,omitempty"`
+	MyASN       int64  `json:"myASN,omitempty"`
+	RouterID    string `json:"routerID,omitempty"`
+	HoldTime    string `json:"holdTime,omitempty"`
+	// PasswordSecretRef names a Secret that must carry SecretLabel; its
+	// key "password" is the TCP-MD5 password.
+	PasswordSecretRef *SecretRef `json:"passwordSecretRef,omitempty"`
+	// SourceAddresses override the local address per node.
+	SourceAddresses []SourceAddress `json:"sourceAddresses,omitempty"`
+	// BFD, when present, turns BFD on for the session (hostlb has BFD;
+	// Deckhouse only reserves the field). Zero fields take hostlb's
+	// defaults; echoMode, passiveMode and minimumTTL are not used.
+	BFD *BFDProfile `json:"bfd,omitempty"`
+}
+
+// SecretRef names a Secret.
+type SecretRef struct {
+	Name      string `json:"name,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// SourceAddress is one node's local address for a peer.
+type SourceAddress struct {
+	NodeName string `json:"nodeName,omitempty"`
+	Address  string `json:"address,omitempty"`
+}
+
+// BFDProfile is a peer's bfd object (intervals in milliseconds).
+type BFDProfile struct {
+	ReceiveInterval  int64 `json:"receiveInterval,omitempty"`
+	TransmitInterval int64 `json:"transmitInterval,omitempty"`
+	DetectMultiplier int64 `json:"detectMultiplier,omitempty"`
+	EchoInterval     int64 `json:"echoInterval,omitempty"`
+	EchoMode         bool  `json:"echoMode,omitempty"`
+	PassiveMode      bool  `json:"passiveMode,omitempty"`
+	MinimumTTL       int64 `json:"minimumTTL,omitempty"`
+}
+
+// MetalLoadBalancerConfiguration binds pools, peers and nodes (BGP mode):
+// the nodes its nodeSelector selects peer with its peers and advertise
+// the IPs of its advertisements' pools.
 type MetalLoadBalancerConfiguration struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              map[string]any `json:"spec,omitempty"`
+	Spec              ConfigurationSpec `json:"spec,omitempty"`
+}
+
+// ConfigurationSpec is a MetalLoadBalancerConfiguration's spec.
+type ConfigurationSpec struct {
+	// NodeSelector: exact match of every pair; empty selects every node.
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	Mode         string            `json:"mode,omitempty"` // "BGP"
+	BGP          struct {
+		PeerNames []string `json:"peerNames,omitempty"`
+	} `json:"bgp,omitempty"`
+	Advertisements []ConfigAdvertisement `json:"advertisements,omitempty"`
+}
+
+// ConfigAdvertisement is one entry of a Configuration's advertisements.
+type ConfigAdvertisement struct {
+	PoolNames []string `json:"poolNames,omitempty"`
+	BGP       struct {
+		Communities       []string `json:"communities,omitempty"`
+		LocalPref         *int64   `json:"localPref,omitempty"`
+		AggregationLength *int64   `json:"aggregationLength,omitempty"`
+	} `json:"bgp,omitempty"`
 }
 
 // fromUnstructured decodes an informer's object into out.

@@ -13,6 +13,10 @@ type Announcement struct {
 	Mode       string   // "l2" | "bgp"
 	Interfaces []string // L2: explicit interface choice; empty = default selection
 	Local      bool     // add the address to the local dummy link
+	// BGP (mode "bgp"): the paths of the address, of which this node uses
+	// those that list it (BGPPath.Uses). Nil: a host route without
+	// attributes (static VIPs); empty: not advertised.
+	BGP []BGPPath
 	// Handover: this node no longer owns the address and answers it only
 	// until the next owner is seen announcing it; no gratuitous bursts.
 	Handover bool

@@ -1,6 +1,9 @@
 package reconcile
 
-import "net/netip"
+import (
+	"net/netip"
+	"slices"
+)
 
 // Group is the neutral input of a pass: one named set of addresses that
 // are announced together, whatever produced it. A static [[vip]] and a
@@ -38,6 +41,36 @@ type Group struct {
 	// ETPLocal: externalTrafficPolicy Local (Kubernetes), so Nodes holds
 	// only nodes with a ready local endpoint.
 	ETPLocal bool
+	// BGP (Kubernetes, mode "bgp"), when not nil, says how each address
+	// is advertised: its paths (one per advertisement that covers it),
+	// each used by the nodes it lists. An address of such a group without
+	// an entry is advertised by nobody. Nil (static VIPs): every owner
+	// advertises each address as a host route without attributes.
+	BGP map[netip.Addr][]BGPPath
+}
+
+// BGPPath is one way an address is advertised over BGP: a
+// MetalLoadBalancerConfiguration's advertisement of the address's pool.
+type BGPPath struct {
+	// Nodes are the nodes that advertise it (sorted), when they own the
+	// address; nil: every owner.
+	Nodes []string
+	// Communities are RFC 1997 communities (well-known ones included);
+	// LargeCommunities RFC 8092 (global, local1, local2).
+	Communities      []uint32
+	LargeCommunities [][3]uint32
+	// LocalPref: 0 = the speaker's default.
+	LocalPref uint32
+	// AggregationLength, when not 0, advertises the covering prefix of
+	// that length instead of the host route.
+	AggregationLength int
+	// Source names the advertisement ("config/frontend#0"), for logs.
+	Source string
+}
+
+// Uses reports whether node advertises p.
+func (p BGPPath) Uses(node string) bool {
+	return p.Nodes == nil || slices.Contains(p.Nodes, node)
 }
 
 // Addrs returns every address of the group, slot by slot.
@@ -82,7 +115,14 @@ func (g Group) Ranked(node string, labels map[string]string) bool {
 
 // Announcement returns what the owner of addr in g announces.
 func (g Group) Announcement(addr netip.Addr) Announcement {
-	return Announcement{Addr: addr, VIP: g.Name, Mode: g.Mode, Interfaces: g.Interfaces, Local: g.Local}
+	a := Announcement{Addr: addr, VIP: g.Name, Mode: g.Mode, Interfaces: g.Interfaces, Local: g.Local}
+	if g.BGP != nil {
+		a.BGP = g.BGP[addr]
+		if a.BGP == nil {
+			a.BGP = []BGPPath{} // advertised by nobody
+		}
+	}
+	return a
 }
 
 // Report is what a node made of one address it owns after a pass: the
