@@ -91,6 +91,7 @@ bench: kube-bins ## Benchmarks.
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m $(TESTFLAGS) ./tests/bench/...
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m $(TESTFLAGS) ./tests/kubebench/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 25m $(TESTFLAGS) ./tests/kubelabbench/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m $(TESTFLAGS) ./tests/bgpbench/
 	$(GO) run ./tests/failover/cmd/failover -reps $(FAILOVER_REPS) $(FAILOVER_FLAGS)
 	$(GO) test -count=1 -run '^TestPartitionFencing$$' -v -timeout 15m $(TESTFLAGS) ./tests/l2cluster/ -l2cluster.conflict-runs $(CONFLICT_RUNS)
 

@@ -127,7 +127,11 @@ protocol bgp %s {
 		if p.Password != "" {
 			fmt.Fprintf(&b, "\tpassword %q;\n", p.Password)
 		}
-		fmt.Fprintf(&b, "\t%s { import all; export %s; };\n}\n", channel, export)
+		fmt.Fprintf(&b, "\t%s { import all; export %s; };\n", channel, export)
+		if p.DualStack && channel == "ipv4" {
+			fmt.Fprintf(&b, "\tipv6 { import all; export %s; };\n", export6)
+		}
+		b.WriteString("}\n")
 	}
 	return b.String()
 }

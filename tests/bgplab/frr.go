@@ -116,7 +116,7 @@ exit
 }
 
 // frrBGPConfig is bgpd's config: every peer activated in its own family
-// only, up to 8 equal paths into the kernel, and an outbound route map
+// only (in both with Peer.DualStack), up to 8 equal paths into the kernel, and an outbound route map
 // that lets through ExportPrefix when cfg.Export and nothing else.
 func frrBGPConfig(cfg RouterConfig) string {
 	var b strings.Builder
@@ -144,7 +144,7 @@ router bgp %d
 			fmt.Fprintf(&b, "  network %s\n", ExportPrefix)
 		}
 		for _, p := range cfg.Peers {
-			if p.Address.Is4() != (fam == "ipv4") {
+			if p.Address.Is4() != (fam == "ipv4") && !p.DualStack {
 				continue
 			}
 			fmt.Fprintf(&b, "  neighbor %s activate\n  neighbor %s route-map export out\n", p.Address, p.Address)

@@ -28,6 +28,12 @@ type HostlbdConfig struct {
 	VIPs []netip.Addr
 	// LogLevel is [log].level; default "debug".
 	LogLevel string
+	// NotLocal writes local = false: hostlbd advertises the VIPs without
+	// adding them to hostlb0.
+	NotLocal bool
+	// ImportTable, when not 0, writes [bgp.import] enabled = true with
+	// this kernel table and metric ImportMetric.
+	ImportTable, ImportMetric int
 }
 
 // NewGossipKey returns a random gossip key.
@@ -39,11 +45,21 @@ func NewGossipKey() ([]byte, error) {
 	return k, nil
 }
 
-// StartHostlbd writes n's hostlb.toml — [bgp] asn = NodeASN, a
+// StartHostlbd writes n's hostlb.toml (WriteHostlbdConfig) and starts bin
+// in n's namespace.
+func (n *Node) StartHostlbd(bin string, c HostlbdConfig) *Proc {
+	t := n.lab.T
+	t.Helper()
+	path := n.WriteHostlbdConfig(bin, c)
+	return startProc(t, n.NS, n.Name+" hostlbd", filepath.Join(n.Dir, "hostlbd.log"), nil, bin, "--config", path)
+}
+
+// WriteHostlbdConfig writes n's hostlb.toml — [bgp] asn = NodeASN, a
 // [[bgp.peer]] for each of the router's addresses (hold 3 s, keepalive
 // 1 s), the static BGP VIP, gossip with every other node — checks it with
-// --check-config, and starts bin in n's namespace.
-func (n *Node) StartHostlbd(bin string, c HostlbdConfig) *Proc {
+// bin --check-config, and returns its path. Rewriting it under a running
+// hostlbd and sending SIGHUP reloads it.
+func (n *Node) WriteHostlbdConfig(bin string, c HostlbdConfig) string {
 	t := n.lab.T
 	t.Helper()
 	if c.LogLevel == "" {
@@ -110,6 +126,9 @@ keepalive_time = "1s"
 				DefaultBFD.MinRx.String(), DefaultBFD.MinTx.String(), DefaultBFD.Multiplier)
 		}
 	}
+	if c.ImportTable != 0 {
+		fmt.Fprintf(&b, "\n[bgp.import]\nenabled = true\ntable = %d\nmetric = %d\n", c.ImportTable, c.ImportMetric)
+	}
 	var addrs []string
 	for _, a := range c.VIPs {
 		addrs = append(addrs, fmt.Sprintf("%q", a))
@@ -119,8 +138,8 @@ keepalive_time = "1s"
 name = "web"
 mode = "bgp"
 addresses = [%s]
-local = true
-`, strings.Join(addrs, ", "))
+local = %t
+`, strings.Join(addrs, ", "), !c.NotLocal)
 	path := filepath.Join(n.Dir, "hostlb.toml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -128,5 +147,5 @@ local = true
 	if out, err := exec.Command(bin, "--config", path, "--check-config").CombinedOutput(); err != nil {
 		t.Fatalf("bgplab: hostlbd rejects %s: %v\n%s\n%s", path, err, out, b.String())
 	}
-	return startProc(t, n.NS, n.Name+" hostlbd", filepath.Join(n.Dir, "hostlbd.log"), nil, bin, "--config", path)
+	return path
 }

@@ -35,6 +35,11 @@ type Peer struct {
 	ASN      uint32
 	BFD      bool   // BFD with RouterConfig.BFD's timers
 	Password string // TCP-MD5 (RFC 2385); "" = none
+	// DualStack makes the session carry IPv6 unicast as well as IPv4
+	// unicast (MP-BGP, RFC 4760), whatever the neighbour's family: one
+	// session per node for both families, as configs/examples/bgp.toml's
+	// router has.
+	DualStack bool
 }
 
 // RouterConfig is what StartRouter generates a router's configuration

@@ -20,8 +20,9 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/server"
 )
 
-// speakerEnv carries a SpeakerConfig (JSON) to a child of the test binary
-// and makes it a speaker instead of a test run.
+// speakerEnv carries a SpeakerConfig (JSON, or "@" and the path of a JSON
+// file) to a child of the test binary and makes it a speaker instead of a
+// test run.
 const speakerEnv = "HOSTLB_BGPLAB_SPEAKER"
 
 // speakerReady is the line a speaker prints once its peers and paths are
@@ -84,6 +85,16 @@ func RunSpeakerIfChild() {
 	raw, ok := os.LookupEnv(speakerEnv)
 	if !ok {
 		return
+	}
+	// "@path": the config is in a file (StartSpeaker), since one
+	// environment string is limited to 128 KiB (MAX_ARG_STRLEN).
+	if path, ok := strings.CutPrefix(raw, "@"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bgplab speaker: config: %v\n", err)
+			os.Exit(2)
+		}
+		raw = string(b)
 	}
 	var cfg SpeakerConfig
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
@@ -252,8 +263,12 @@ func (n *Node) StartSpeaker(cfg SpeakerConfig) *Speaker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfgPath := filepath.Join(n.Dir, "gobgp.json")
+	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	p := startProc(t, n.NS, n.Name+" gobgp", filepath.Join(n.Dir, "gobgp.log"),
-		[]string{speakerEnv + "=" + string(raw)}, self)
+		[]string{speakerEnv + "=@" + cfgPath}, self)
 	if _, err := Eventually(10*time.Second, 10*time.Millisecond, func() error {
 		if !p.Running() {
 			return fmt.Errorf("exited: %w", errors.Join(p.err, ErrGiveUp))
