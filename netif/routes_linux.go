@@ -209,23 +209,17 @@ func toNetlink(r Route) (*netlink.Route, error) {
 // Add installs r; it fails (EEXIST) when any route, of any protocol,
 // holds r's key, so it never replaces another protocol's route.
 func (t *RouteTable) Add(r Route) error {
-	nr, err := toNetlink(r)
-	if err != nil {
-		return err
-	}
-	h, err := t.handle()
-	if err != nil {
-		return err
-	}
-	if err := h.RouteAdd(nr); err != nil {
-		return fmt.Errorf("add route %s: %w", r, err)
-	}
-	return nil
+	return t.apply(r, "add", (*netlink.Handle).RouteAdd)
 }
 
 // Replace changes the next hops of our route with r's key (NLM_F_REPLACE).
 // The caller checks with List that the route of that key is ours.
 func (t *RouteTable) Replace(r Route) error {
+	return t.apply(r, "replace", (*netlink.Handle).RouteReplace)
+}
+
+// apply hands r to one netlink route operation.
+func (t *RouteTable) apply(r Route, verb string, op func(*netlink.Handle, *netlink.Route) error) error {
 	nr, err := toNetlink(r)
 	if err != nil {
 		return err
@@ -234,8 +228,8 @@ func (t *RouteTable) Replace(r Route) error {
 	if err != nil {
 		return err
 	}
-	if err := h.RouteReplace(nr); err != nil {
-		return fmt.Errorf("replace route %s: %w", r, err)
+	if err := op(h, nr); err != nil {
+		return fmt.Errorf("%s route %s: %w", verb, r, err)
 	}
 	return nil
 }
