@@ -26,6 +26,7 @@ type daemon struct {
 	node    *failover.Node
 	name    string   // [node] name; default the node's
 	join    []string // [gossip] join; default every other node of the cluster
+	l2      string   // an [l2] section, written as is; default none
 	dir     string
 	keyFile string
 	logPath string
@@ -101,7 +102,7 @@ func (d *daemon) start(t *testing.T, c *failover.Cluster, bin string) {
 	for _, a := range c.VIPs() {
 		addrs = append(addrs, fmt.Sprintf("%q", a.String()))
 	}
-	cfg := fmt.Sprintf(`# written by TestRollingKeyRotation
+	cfg := fmt.Sprintf(`# written by tests/l2cluster
 [node]
 name = %q
 [log]
@@ -113,7 +114,7 @@ join = [%s]
 secret_key_file = "gossip.key"
 cluster = "l2cluster-lab"
 profile = "fast"
-[kubernetes]
+%s[kubernetes]
 enabled = false
 [metrics]
 listen = ""
@@ -123,7 +124,7 @@ socket = %q
 name = "web"
 addresses = [%s]
 local = true
-`, name, netip.AddrPortFrom(n.Addr, 7947).String(), strings.Join(join, ", "),
+`, name, netip.AddrPortFrom(n.Addr, 7947).String(), strings.Join(join, ", "), d.l2,
 		filepath.Join(d.dir, "hostlb.sock"), strings.Join(addrs, ", "))
 	path := filepath.Join(d.dir, "hostlb.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
