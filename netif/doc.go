@@ -32,10 +32,14 @@
 // # Local VIPs, and keeping the kernel quiet about them
 //
 // A `local = true` VIP must be accepted by the node's stack (to reach a
-// local apiserver, say), so its owner holds it on the hostlb0 link
-// (LocalAddrs): a dummy link (ifb where the kernel lacks the dummy driver),
-// up and NOARP, with the VIP as a /32 or /128. A non-owner holds nothing,
-// so its kernel has nothing to answer for. On the owner:
+// local apiserver, say), so its owner holds it (LocalAddrs): at once as an
+// AnyIP route ("local VIP dev lo table local proto hostlb", what makes the
+// kernel accept its traffic, cheap at any count), and in the background as
+// an address on the hostlb0 link, a dummy link (ifb where the kernel lacks
+// the dummy driver), up and NOARP, with the VIP as a /32 or /128, so that
+// programs can bind() to it. A non-owner holds nothing, so its kernel has
+// nothing to answer for. On the owner (the route changes none of this: the
+// kernel answers ARP or NDP only for addresses, below):
 //
 //   - IPv6: Linux answers a Neighbor Solicitation only when the target is
 //     an address of the interface the NS arrived on (ndisc_recv_ns looks
@@ -68,8 +72,8 @@
 //     says so. IPv4 VIPs get scope host, so the node never picks them as
 //     the source of its own connections.
 //
-// A crashed run can leave VIPs on hostlb0; the first Add or Sync removes
-// them, so the daemon calls Sync on every reconcile pass, also when it owns
+// A crashed run can leave VIPs on hostlb0 and routes in the local table;
+// the first Add or Sync removes them, so the daemon calls Sync on every reconcile pass, also when it owns
 // no local VIP.
 //
 // The root tests (local_linux_test.go) prove both halves with the kernel

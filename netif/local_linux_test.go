@@ -1,12 +1,16 @@
 package netif
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"go.uber.org/goleak"
@@ -110,12 +114,16 @@ func TestLocalAddrsRoot(t *testing.T) {
 		lab.node.ip(t, "link", "add", LocalLinkName, "type", "ifb") // kernel without the dummy driver
 	}
 	lab.node.ip(t, "addr", "add", "203.0.113.7/32", "dev", LocalLinkName)
+	lab.node.ip(t, "route", "add", "local", "203.0.113.8/32", "dev", "lo", "table", "local", "proto", "157")
 	ignoreBefore := lab.node.sysctl(t, "net.ipv4.conf.all.arp_ignore")
 	announceBefore := lab.node.sysctl(t, "net.ipv4.conf.all.arp_announce")
 
 	m := NewLocalAddrs(LocalAddrsOptions{Log: testLogger(t), NetNS: &lab.node.h})
 	if got, _ := nodeAddrs(t, h); !slices.Equal(got, []string{"203.0.113.7/32"}) {
 		t.Fatalf("constructor touched the host: %v", got)
+	}
+	if got := anyIPRoutes(t, h); !slices.Equal(got, []string{"203.0.113.8/32"}) {
+		t.Fatalf("constructor touched the host's routes: %v", got)
 	}
 	for _, ip := range []netip.Addr{localVIP4, localVIP6, localVIP4} {
 		if err := m.Add(ip); err != nil {
@@ -125,6 +133,11 @@ func TestLocalAddrsRoot(t *testing.T) {
 	if got, want := m.Addrs(), []netip.Addr{localVIP4, localVIP6}; !slices.Equal(got, want) {
 		t.Errorf("Addrs = %v, want %v", got, want)
 	}
+	// The routes are in when Add returns; the addresses follow.
+	if got := anyIPRoutes(t, h); !slices.Equal(got, []string{"192.0.2.100/32", "2001:db8::100/128"}) {
+		t.Errorf("local routes after Add: %v", got)
+	}
+	waitAddrs(t, m)
 	got, _ := nodeAddrs(t, h)
 	if want := []string{"192.0.2.100/32", "2001:db8::100/128"}; !slices.Equal(got, want) {
 		t.Errorf("hostlb0 holds %v, want %v (the stale address removed)", got, want)
@@ -179,6 +192,10 @@ func TestLocalAddrsRoot(t *testing.T) {
 	if err := m.Remove(localVIP4); err != nil {
 		t.Errorf("second Remove: %v", err)
 	}
+	if got := anyIPRoutes(t, h); !slices.Equal(got, []string{"2001:db8::100/128"}) {
+		t.Errorf("local routes after Remove: %v", got)
+	}
+	waitAddrs(t, m)
 	if got, _ := nodeAddrs(t, h); !slices.Equal(got, []string{"2001:db8::100/128"}) {
 		t.Errorf("after Remove: %v", got)
 	}
@@ -189,6 +206,7 @@ func TestLocalAddrsRoot(t *testing.T) {
 	if err := m.Sync(want); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
+	waitAddrs(t, m)
 	if got, _ := nodeAddrs(t, h); !slices.Equal(got, []string{"2001:db8::100/128", "203.0.113.100/32"}) {
 		t.Errorf("after Sync: %v", got)
 	}
@@ -197,6 +215,7 @@ func TestLocalAddrsRoot(t *testing.T) {
 	if err := m.Sync(want); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
+	waitAddrs(t, m)
 	if link, err := h.LinkByName(LocalLinkName); err != nil || link.Attrs().RawFlags&unix.IFF_UP == 0 {
 		t.Errorf("hostlb0 not up after Sync: %v", err)
 	}
@@ -207,12 +226,29 @@ func TestLocalAddrsRoot(t *testing.T) {
 		t.Errorf("Addrs after Sync = %v", got)
 	}
 
+	// The route alone makes the node accept a VIP: with hostlb0 gone
+	// behind the manager's back, ping -6 still works before any repair.
+	lab.node.ip(t, "link", "del", LocalLinkName)
+	if ok, out := lab.ping(localVIP6); !ok {
+		t.Errorf("ping %s with only its local route failed:\n%s", localVIP6, out)
+	}
+	if err := m.Sync(want); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	waitAddrs(t, m)
+	if got, _ := nodeAddrs(t, h); !slices.Equal(got, []string{"2001:db8::100/128", "203.0.113.100/32"}) {
+		t.Errorf("after Sync recreated hostlb0: %v", got)
+	}
+
 	// Close removes everything it added, the link, and its sysctl changes.
 	if err := m.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	if got, exists := nodeAddrs(t, h); exists {
 		t.Errorf("hostlb0 still exists after Close, holding %v", got)
+	}
+	if got := anyIPRoutes(t, h); len(got) != 0 {
+		t.Errorf("local routes after Close: %v", got)
 	}
 	if v := lab.node.sysctl(t, "net.ipv4.conf.all.arp_ignore"); v != ignoreBefore {
 		t.Errorf("arp_ignore after Close = %s, want %s", v, ignoreBefore)
@@ -249,6 +285,7 @@ func TestLocalAddrsCloseKeepsForeignAddressesRoot(t *testing.T) {
 	if err := m.Add(localVIP6); err != nil {
 		t.Fatal(err)
 	}
+	waitAddrs(t, m)
 	if v := ns.sysctl(t, "net.ipv4.conf.all.arp_ignore"); v != "0" {
 		t.Errorf("an IPv6-only manager changed arp_ignore to %s", v)
 	}
@@ -259,6 +296,114 @@ func TestLocalAddrsCloseKeepsForeignAddressesRoot(t *testing.T) {
 	if got, exists := nodeAddrs(t, h); !exists || !slices.Equal(got, []string{"203.0.113.9/32"}) {
 		t.Errorf("after Close: hostlb0 exists=%v holding %v, want it kept with 203.0.113.9/32 only", exists, got)
 	}
+}
+
+// Many addresses: Sync returns with every route in, the addresses follow,
+// and when most of them leave the link is recreated rather than emptied
+// one address at a time.
+func TestLocalAddrsManyRoot(t *testing.T) {
+	requireRoot(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	lab := newLocalLab(t)
+	h, err := netlink.NewHandleAt(lab.node.h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var logs lockedBuf
+	m := NewLocalAddrs(LocalAddrsOptions{Log: slog.New(slog.NewTextHandler(&logs, nil)), NetNS: &lab.node.h})
+	defer m.Close()
+
+	const n = 2000
+	want := make([]netip.Addr, 0, n)
+	base := localVIP6.As16()
+	for i := range n {
+		a := base
+		a[14], a[15] = byte(i>>8), byte(i)
+		want = append(want, netip.AddrFrom16(a))
+	}
+	if err := m.Sync(want); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(anyIPRoutes(t, h)); got != n {
+		t.Fatalf("%d local routes after Sync, want %d", got, n)
+	}
+	waitAddrs(t, m)
+	if got, _ := nodeAddrs(t, h); len(got) != n {
+		t.Fatalf("%d addresses on hostlb0, want %d", len(got), n)
+	}
+	keep := want[:10]
+	if err := m.Sync(keep); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(anyIPRoutes(t, h)); got != len(keep) {
+		t.Errorf("%d local routes after shrinking, want %d", got, len(keep))
+	}
+	waitAddrs(t, m)
+	got, _ := nodeAddrs(t, h)
+	var wantS []string
+	for _, a := range keep {
+		wantS = append(wantS, a.String()+"/128")
+	}
+	slices.Sort(wantS)
+	if !slices.Equal(got, wantS) {
+		t.Errorf("hostlb0 after shrinking holds %d addresses, want %v", len(got), wantS)
+	}
+	if !strings.Contains(logs.String(), "recreating the local VIP link") {
+		t.Errorf("the link was not recreated to drop %d addresses:\n%s", n-len(keep), lastLines(logs.String(), 20))
+	}
+	lab.client.ip(t, "-6", "route", "add", keep[5].String()+"/128", "via", "2001:db8:1::1")
+	if ok, out := lab.ping(keep[5]); !ok {
+		t.Errorf("ping %s failed:\n%s", keep[5], out)
+	}
+}
+
+// anyIPRoutes lists the node's local routes of proto hostlb.
+func anyIPRoutes(t *testing.T, h *netlink.Handle) []string {
+	t.Helper()
+	rs, err := listAnyIPRoutes(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Dst.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// waitAddrs waits for the address worker; a stuck worker fails the test.
+func waitAddrs(t *testing.T, m *LocalAddrs) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := m.WaitAddrs(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lockedBuf is a log sink the manager's goroutines may share.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *lockedBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func TestLocalAddrsRejectsBadVIPs(t *testing.T) {
