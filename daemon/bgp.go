@@ -148,9 +148,10 @@ func sortedUnion[T any](a, b []T, compare func(T, T) int) []T {
 // gives this node's BGP sessions from MetalLoadBalancerBGPPeers and
 // MetalLoadBalancerConfigurations.
 type KubeBGPPeers interface {
-	// BGPPeers returns the sessions for a speaker with local AS asn and
-	// router ID routerID; it never blocks and makes no API request.
-	BGPPeers(asn uint32, routerID netip.Addr) []bgp.Peer
+	// BGPPeers returns the sessions for a speaker with router ID
+	// routerID, each with its own local AS; it never blocks and makes no
+	// API request.
+	BGPPeers(routerID netip.Addr) []bgp.Peer
 }
 
 // mergePeers adds the API's peers to those of [[bgp.peer]]. The file wins
@@ -179,7 +180,7 @@ func (d *Daemon) bgpSessions(cfg *config.Config) bgp.Config {
 		return out
 	}
 	var conflicts []netip.Addr
-	out.Peers, conflicts = mergePeers(out.Peers, kp.BGPPeers(out.Global.ASN, out.Global.RouterID))
+	out.Peers, conflicts = mergePeers(out.Peers, kp.BGPPeers(out.Global.RouterID))
 	msg := fmt.Sprint(conflicts)
 	d.mu.Lock()
 	same := msg == d.bgpConflicts

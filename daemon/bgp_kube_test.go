@@ -205,7 +205,7 @@ func TestSimKubernetesBGPService(t *testing.T) {
 	wantPeers := map[string]bgp.Peer{
 		"n1": {Address: netip.MustParseAddr("192.0.2.254"), ASN: 65001, Port: 179},
 		"n2": {Address: netip.MustParseAddr("192.0.2.254"), ASN: 64500, SourceAddress: netip.MustParseAddr("192.0.2.12"),
-			HoldTime: 30 * time.Second, KeepaliveTime: 10 * time.Second, Password: "tor1-pw"},
+			HoldTime: 30 * time.Second, KeepaliveTime: 10 * time.Second, Password: "tor1-pw", LocalASN: 64512},
 	}
 	s.waitFor(10*time.Second, "the API's peers merged", func() error {
 		var errs []error

@@ -36,8 +36,11 @@ type Global struct {
 
 // Peer is one BGP neighbour ([[bgp.peer]]).
 type Peer struct {
-	Address       netip.Addr
-	ASN           uint32
+	Address netip.Addr
+	ASN     uint32
+	// LocalASN is the AS this node speaks on this session (a
+	// MetalLoadBalancerBGPPeer's myASN); 0 means Global.ASN.
+	LocalASN      uint32
 	Port          uint16     // 0 = 179
 	SourceAddress netip.Addr // invalid: the kernel's choice
 	// HoldTime and KeepaliveTime are whole seconds on the wire.
@@ -148,6 +151,7 @@ func (p Peer) apiPeer(g Global) *api.Peer {
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
 			PeerAsn:         p.ASN,
+			LocalAsn:        p.LocalASN, // 0: GoBGP uses the global AS
 			AuthPassword:    p.Password,
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{

@@ -427,9 +427,31 @@ func TestAPIPeer(t *testing.T) {
 	case a.Bfd.RequiredMinimumReceive != 300000 || a.Bfd.DesiredMinimumTxInterval != 200000 || a.Bfd.DetectionMultiplier != 3:
 		t.Errorf("BFD %+v (microseconds)", a.Bfd)
 	}
-	if a := p.apiPeer(Global{}); a.Transport.PassiveMode {
-		t.Error("passive without a listen port")
+	if a := p.apiPeer(Global{}); a.Transport.PassiveMode || a.Conf.LocalAsn != 0 {
+		t.Errorf("without a listen port and a local AS: passive %v, local AS %d", a.Transport.PassiveMode, a.Conf.LocalAsn)
 	}
+	p.LocalASN = 64513
+	if a := p.apiPeer(Global{ASN: 64512}); a.Conf.LocalAsn != 64513 {
+		t.Errorf("local AS %d, want the peer's 64513", a.Conf.LocalAsn)
+	}
+}
+
+// A peer with its own local AS (a MetalLoadBalancerBGPPeer's myASN) is
+// spoken to with that AS: the router, which expects AS 64512 from us,
+// establishes the session although the speaker's own AS is another.
+func TestSpeakerPeerLocalASN(t *testing.T) {
+	r := newRouter(t, 64512)
+	s := New(Options{Log: testLogger(t)})
+	defer s.Close()
+	cfg := testConfig(r.port)
+	cfg.Global.ASN = 64999
+	for i := range cfg.Peers {
+		cfg.Peers[i].LocalASN = 64512
+	}
+	if err := s.Sync(context.Background(), cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitEstablished(t, s, 2)
 }
 
 // sentUpdates returns the sent-UPDATE counter of every established peer.

@@ -211,7 +211,7 @@ func TestNodePeersMergeAndSecrets(t *testing.T) {
 			p.Spec.BFD = &BFDProfile{ReceiveInterval: 100, DetectMultiplier: 5}
 			p.Spec.PasswordSecretRef = &SecretRef{Namespace: "d8", Name: "tor-pw"}
 		}),
-		bgpPeerObj("tor2", "2001:db8::1", 64512, 64501),
+		bgpPeerObj("tor2", "2001:db8::1", 65010, 64501),
 		bgpPeerObj("rack-b", "192.0.2.2", 64512, 64502, func(p *MetalLoadBalancerBGPPeer) {
 			p.Spec.PasswordSecretRef = &SecretRef{Namespace: "d8", Name: "unlabelled"}
 		}),
@@ -243,6 +243,10 @@ func TestNodePeersMergeAndSecrets(t *testing.T) {
 	}
 	if got[1].peer.HoldTime != defaultHoldTime || got[1].peer.Port != 0 {
 		t.Errorf("tor2 defaults: %+v", got[1].peer)
+	}
+	// Each session speaks its peer's myASN.
+	if tor1.LocalASN != 64512 || got[1].peer.LocalASN != 65010 {
+		t.Errorf("local AS: tor1 %d, tor2 %d; want 64512, 65010", tor1.LocalASN, got[1].peer.LocalASN)
 	}
 	if len(problems) != 1 || problems[0].reason != "PeerNotFound" || problems[0].name != "a-front" {
 		t.Errorf("n1 problems %+v", problems)
@@ -280,6 +284,7 @@ func TestTranslatePeerRejects(t *testing.T) {
 	}{
 		{"bad address", bgpPeerObj("p", "192.0.2.300", 1, 2), false, "InvalidPeer"},
 		{"bad ASN", bgpPeerObj("p", "192.0.2.1", 1, 0), false, "InvalidPeer"},
+		{"bad myASN", bgpPeerObj("p", "192.0.2.1", 0, 2), false, "InvalidPeer"},
 		{"short hold time", bgpPeerObj("p", "192.0.2.1", 1, 2, func(p *MetalLoadBalancerBGPPeer) { p.Spec.HoldTime = "1s" }), true, "InvalidHoldTime"},
 		{"no password key", bgpPeerObj("p", "192.0.2.1", 1, 2, func(p *MetalLoadBalancerBGPPeer) {
 			p.Spec.PasswordSecretRef = &SecretRef{Namespace: "d8", Name: "empty"}

@@ -45,7 +45,11 @@ func translatePeer(p *MetalLoadBalancerBGPPeer, node string, secrets []*corev1.S
 		report("InvalidPeer", "peerASN %d is not 1-4294967295; no session", s.PeerASN)
 		return bgp.Peer{}, problems, false
 	}
-	out = bgp.Peer{Address: addr.Unmap(), ASN: uint32(s.PeerASN), HoldTime: defaultHoldTime}
+	if s.MyASN < 1 || s.MyASN > 1<<32-1 {
+		report("InvalidPeer", "myASN %d is not 1-4294967295; no session", s.MyASN)
+		return bgp.Peer{}, problems, false
+	}
+	out = bgp.Peer{Address: addr.Unmap(), ASN: uint32(s.PeerASN), LocalASN: uint32(s.MyASN), HoldTime: defaultHoldTime}
 	if s.PeerPort > 0 && s.PeerPort <= 65535 {
 		out.Port = uint16(s.PeerPort)
 	}
@@ -210,14 +214,14 @@ func bgpProblems(snap Snapshot) []bgpProblem {
 }
 
 // BGPPeers returns this node's BGP sessions from the API (nodePeers), for
-// a speaker whose local AS is asn ([bgp] asn) and router ID routerID. It
-// never blocks and makes no API request; nil before the caches are
-// complete. GoBGP speaks with one local AS and one router ID per node: a
-// peer whose myASN is another AS gets no session, and a routerID other
-// than the node's is not used; both are logged. Every problem is logged
-// once while it lasts (the IPAM leader also reports the node-independent
-// ones as Events on the objects).
-func (k *Kubernetes) BGPPeers(asn uint32, routerID netip.Addr) []bgp.Peer {
+// a speaker with router ID routerID. Each session speaks the peer's myASN
+// (bgp.Peer.LocalASN; GoBGP sets the local AS per neighbour), so it need
+// not be the node's [bgp] asn. It never blocks and makes no API request;
+// nil before the caches are complete. GoBGP has one router ID per node: a
+// routerID other than the node's is not used, and logged. Every problem is
+// logged once while it lasts (the IPAM leader also reports the
+// node-independent ones as Events on the objects).
+func (k *Kubernetes) BGPPeers(routerID netip.Addr) []bgp.Peer {
 	select {
 	case <-k.Source.Synced():
 	default:
@@ -228,12 +232,6 @@ func (k *Kubernetes) BGPPeers(asn uint32, routerID netip.Addr) []bgp.Peer {
 	var out []bgp.Peer
 	for _, np := range peers {
 		bp, p := np.peer, np.obj
-		if p.Spec.MyASN != int64(asn) {
-			problems = append(problems, bgpProblem{kind: "MetalLoadBalancerBGPPeer", name: p.Name, uid: p.UID, reason: "LocalASNMismatch",
-				msg: fmt.Sprintf("myASN %d is not this node's [bgp] asn %d (hostlb speaks one local AS per node); no session from %s",
-					p.Spec.MyASN, asn, k.opts.NodeName)})
-			continue
-		}
 		if p.Spec.RouterID != "" {
 			if id, err := netip.ParseAddr(p.Spec.RouterID); err != nil || id != routerID {
 				problems = append(problems, bgpProblem{kind: "MetalLoadBalancerBGPPeer", name: p.Name, uid: p.UID, reason: "RouterIDIgnored",
