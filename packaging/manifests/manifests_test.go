@@ -366,6 +366,7 @@ spec:
       communities:
       - "1111:2222"
       - no-export
+      - "64512:1:2"
 ---
 apiVersion: network.deckhouse.io/v1alpha1
 kind: MetalLoadBalancerConfiguration
@@ -413,6 +414,7 @@ func TestBadObjectsRefused(t *testing.T) {
 		{"MetalLoadBalancerConfiguration", `{mode: L2}`, "spec.mode: not one of [BGP]"},
 		{"MetalLoadBalancerConfiguration", `{mode: BGP, advertisements: [{bgp: {}}]}`, "spec.advertisements[0].poolNames: required"},
 		{"MetalLoadBalancerConfiguration", `{mode: BGP, advertisements: [{poolNames: [a], bgp: {communities: ["65000"]}}]}`, "spec.advertisements[0].bgp.communities[0]: does not match"},
+		{"MetalLoadBalancerConfiguration", `{mode: BGP, advertisements: [{poolNames: [a], bgp: {communities: ["1:2:3:4"]}}]}`, "spec.advertisements[0].bgp.communities[0]: does not match"},
 		{"MetalLoadBalancerConfiguration", `{mode: BGP, advertisements: [{poolNames: [a], bgp: {aggregationLength: 129}}]}`, "above maximum"},
 		{"MetalLoadBalancerClass", `{isDefault: "yes"}`, "spec.isDefault: want boolean"},
 		{"MetalLoadBalancerClass", `{nodeSelector: {a: 1}}`, "spec.nodeSelector.a: want string"},
