@@ -205,6 +205,11 @@ type Daemon struct {
 	// written only by the reconcile loop.
 	cannot map[netip.Addr]*cannotEntry
 
+	pass passRecord // the last pass, for State (state.go)
+	// reloads, reloadFailures, lastReload: SIGHUP reloads, for State.
+	reloads, reloadFailures uint64
+	lastReload              time.Time
+
 	timer        *time.Timer // wakeAt's pending pass
 	timerAt      time.Time
 	timerStopped bool
@@ -436,6 +441,9 @@ func (d *Daemon) reconcile(ctx context.Context) error {
 			d.mu.Unlock()
 			return d.apply(ctx, cfg, next, len(failing), refused)
 		}
+	}
+	if d.opts.Ring == nil {
+		d.recordLocal(cfg.Node.Name, next, time.Now())
 	}
 	err := d.apply(ctx, cfg, next, len(failing), true)
 	if d.opts.Ring != nil && ctx.Err() == nil {

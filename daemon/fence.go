@@ -2,7 +2,11 @@ package daemon
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hostlb/hostlb/netif"
 )
@@ -24,6 +28,37 @@ import (
 // read lock-free by the responders' packet path.
 type fenceState struct {
 	peers atomic.Pointer[map[string]bool]
+
+	mu     sync.Mutex
+	events []WireEvent // the last wireHistory, oldest first
+	counts map[netif.ConflictAction]uint64
+}
+
+// WireEvent is a conflict event seen on the wire, with its time.
+type WireEvent struct {
+	At time.Time
+	netif.ConflictEvent
+}
+
+// note keeps ev in the history and counts it.
+func (f *fenceState) note(ev netif.ConflictEvent, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.counts == nil {
+		f.counts = map[netif.ConflictAction]uint64{}
+	}
+	f.counts[ev.Action]++
+	if len(f.events) == wireHistory {
+		f.events = slices.Delete(f.events, 0, 1)
+	}
+	f.events = append(f.events, WireEvent{At: now, ConflictEvent: ev})
+}
+
+// history returns the kept events and the counts by action.
+func (f *fenceState) history() ([]WireEvent, map[netif.ConflictAction]uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.events), maps.Clone(f.counts)
 }
 
 // FenceOptions is what main hands the L2 output to turn fencing on. d may
@@ -78,6 +113,7 @@ func (d *Daemon) refreshPeers() {
 // WireConflict logs a conflict change and, when this node's answers
 // changed, asks for a pass so the ring hears the new announced set.
 func (d *Daemon) WireConflict(ev netif.ConflictEvent) {
+	d.fence.note(ev, time.Now())
 	args := []any{"vip", ev.VIP, "addr", ev.Addr, "iface", ev.Iface,
 		"our_mac", ev.OurMAC.String(), "their_mac", ev.TheirMAC.String()}
 	if ev.Node != "" {

@@ -109,6 +109,7 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, groups 
 	}
 
 	ps = placeGroups(view, groups)
+	d.recordPass(view, ps, groups, now)
 	next = ownedDesired(cfg.Node.Name, ps)
 	d.mu.Lock()
 	prev := d.desired

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hostlb/hostlb/daemon/config"
 )
@@ -60,6 +61,7 @@ func (d *Daemon) Reload() {
 		d.status("reloading")
 	}
 	next, err := d.opts.Load()
+	d.recordReload(err, time.Now())
 	if err != nil {
 		d.mu.Lock()
 		d.reloadE = err
