@@ -136,6 +136,27 @@ func bgpWanted(node string, d reconcile.Desired) []bgp.Advertisement {
 	return out
 }
 
+// bgpReports are the Kubernetes reports of node's BGP addresses: each
+// address this node advertises, with the prefixes it goes out as.
+func bgpReports(node string, d reconcile.Desired) []reconcile.Report {
+	var out []reconcile.Report
+	for _, a := range d.Sorted() {
+		if a.Mode != config.ModeBGP || a.Handover {
+			continue
+		}
+		one := reconcile.Desired{a.Addr: a}
+		var prefixes []string
+		for _, adv := range bgpWanted(node, one) {
+			prefixes = append(prefixes, adv.Prefix.String())
+		}
+		if len(prefixes) == 0 {
+			continue // no advertisement lists this node
+		}
+		out = append(out, reconcile.Report{Group: a.VIP, Addr: a.Addr, Mode: config.ModeBGP, Ifaces: prefixes})
+	}
+	return out
+}
+
 // sortedUnion merges two sorted lists into one sorted list without
 // duplicates.
 func sortedUnion[T any](a, b []T, compare func(T, T) int) []T {

@@ -58,6 +58,18 @@ func TestBGPWantedServicePaths(t *testing.T) {
 	if diff := cmp.Diff(want, got, prefixEq); diff != "" {
 		t.Errorf("n3 (-want +got):\n%s", diff)
 	}
+
+	// The Kubernetes Events' reports: each address n1 advertises, with the
+	// prefixes it goes out as; ns/none (no path) is not reported.
+	reps := bgpReports("n1", d)
+	wantReps := []reconcile.Report{
+		{Group: "ns/web", Addr: a1, Mode: config.ModeBGP, Ifaces: []string{"203.0.113.7/32", "203.0.113.0/24"}},
+		{Group: "ns/api", Addr: a2, Mode: config.ModeBGP, Ifaces: []string{"203.0.113.0/24"}},
+		{Group: "ns/web", Addr: a6, Mode: config.ModeBGP, Ifaces: []string{"2001:db8::7/128"}},
+	}
+	if diff := cmp.Diff(wantReps, reps, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("bgpReports n1 (-want +got):\n%s", diff)
+	}
 	if got := bgpWanted("n9", d); len(got) != 0 {
 		t.Errorf("n9 is on no path: %v", got)
 	}

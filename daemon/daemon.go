@@ -474,6 +474,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, next reconcile.D
 
 	var err error
 	var cannotChanged bool
+	var rs []reconcile.Report // for the Kubernetes Events: one call per pass
 	if d.opts.L2 != nil {
 		err = d.opts.L2.Sync(ctx, links, l2Config(cfg.L2), l2Wanted(next))
 		if ctx.Err() == nil {
@@ -483,15 +484,17 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, next reconcile.D
 		d.mu.Lock()
 		d.announced = st
 		d.mu.Unlock()
-		if d.opts.Kube != nil && ctx.Err() == nil {
-			d.opts.Kube.Announced(reports(next, st, err))
-		}
+		rs = reports(next, st, err)
 		if ctx.Err() == nil {
 			cannotChanged = d.noteCannot(next, st, d.opts.L2.Cannot(), links, time.Now())
 		}
 	}
 	if d.opts.BGP != nil {
 		err = errors.Join(err, d.syncBGP(ctx, cfg, next))
+		rs = append(rs, bgpReports(cfg.Node.Name, next)...)
+	}
+	if d.opts.Kube != nil && ctx.Err() == nil && (d.opts.L2 != nil || d.opts.BGP != nil) {
+		d.opts.Kube.Announced(rs)
 	}
 	if d.opts.Ring != nil {
 		// Only after the output applied it: peers that see this node

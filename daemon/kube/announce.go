@@ -38,7 +38,7 @@ func (k *Kubernetes) Announced(rs []reconcile.Report) {
 	var emit []reconcile.Report
 	for _, r := range rs {
 		seen[r.Addr] = true
-		state := r.Group + "|" + strings.Join(r.Ifaces, ",") + "|" + r.Err
+		state := r.Group + "|" + r.Mode + "|" + strings.Join(r.Ifaces, ",") + "|" + r.Err
 		if k.ann.last[r.Addr] == state {
 			continue
 		}
@@ -61,6 +61,11 @@ func (k *Kubernetes) Announced(rs []reconcile.Report) {
 		if len(r.Ifaces) == 0 {
 			k.IPAM.rec.Event(ref, corev1.EventTypeWarning, EventAnnounceFailed,
 				fmt.Sprintf("node %s cannot announce %s: %s", k.opts.NodeName, r.Addr, r.Err))
+			continue
+		}
+		if r.Mode == "bgp" {
+			k.IPAM.rec.Event(ref, corev1.EventTypeNormal, EventAnnouncing,
+				fmt.Sprintf("node %s advertises %s over BGP as %s", k.opts.NodeName, r.Addr, strings.Join(r.Ifaces, ", ")))
 			continue
 		}
 		proto := "ARP"

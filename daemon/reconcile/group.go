@@ -130,8 +130,12 @@ func (g Group) Announcement(addr netip.Addr) Announcement {
 // that a source can tell its users (the Kubernetes source's Announcing and
 // AnnounceFailed Events).
 type Report struct {
-	Group  string
-	Addr   netip.Addr
-	Ifaces []string // sorted; empty when it cannot announce
-	Err    string   // why not, when Ifaces is empty
+	Group string
+	Addr  netip.Addr
+	// Mode is "l2" (the zero value means l2 too) or "bgp".
+	Mode string
+	// Ifaces: L2, the interfaces it is answered on; BGP, the prefixes it
+	// is advertised as. Sorted; empty when it cannot announce.
+	Ifaces []string
+	Err    string // why not, when Ifaces is empty
 }
