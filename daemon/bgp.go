@@ -91,7 +91,8 @@ func bgpConfig(c config.BGP, node BGPNodeAddrs) bgp.Config {
 // up to 32, as in Deckhouse; IPv6 ones lengths above 32). Paths that come
 // to the same prefix (several advertisements, or several Services in one
 // aggregate) are one advertisement: their communities joined, the highest
-// localPref. Ordered by address.
+// localPref, their peers joined (each path goes only to the peers of its
+// Configuration). Ordered by address.
 func bgpWanted(node string, d reconcile.Desired) []bgp.Advertisement {
 	var out []bgp.Advertisement
 	at := map[netip.Prefix]int{}
@@ -108,6 +109,11 @@ func bgpWanted(node string, d reconcile.Desired) []bgp.Advertisement {
 			return cmp.Or(cmp.Compare(x.Global, y.Global), cmp.Compare(x.Local1, y.Local1), cmp.Compare(x.Local2, y.Local2))
 		})
 		m.LocalPref = max(m.LocalPref, a.LocalPref)
+		if m.Peers == nil || a.Peers == nil {
+			m.Peers = nil // one of them goes to every peer
+		} else {
+			m.Peers = sortedUnion(m.Peers, a.Peers, netip.Addr.Compare)
+		}
 	}
 	for _, a := range d.Sorted() {
 		if a.Mode != config.ModeBGP || a.Handover {
@@ -119,11 +125,11 @@ func bgpWanted(node string, d reconcile.Desired) []bgp.Advertisement {
 			continue
 		}
 		for _, p := range a.BGP {
-			if !p.Uses(node) {
-				continue
+			if !p.Uses(node) || (p.Peers != nil && len(p.Peers) == 0) {
+				continue // not this node's, or to no peer at all
 			}
 			adv := bgp.Advertisement{Prefix: host, VIP: a.VIP, LocalPref: p.LocalPref,
-				Communities: slices.Clone(p.Communities)}
+				Communities: slices.Clone(p.Communities), Peers: slices.Clone(p.Peers)}
 			for _, c := range p.LargeCommunities {
 				adv.LargeCommunities = append(adv.LargeCommunities, bgp.LargeCommunity{Global: c[0], Local1: c[1], Local2: c[2]})
 			}

@@ -73,7 +73,8 @@ const (
 // Community returns the standard community asn:value (RFC 1997).
 func Community(asn, value uint16) uint32 { return uint32(asn)<<16 | uint32(value) }
 
-// Advertisement is one prefix the node advertises to every peer.
+// Advertisement is one prefix the node advertises, to every peer or to
+// some (Peers).
 type Advertisement struct {
 	// Prefix is a /32 or /128 for one address, or an aggregate; it is
 	// masked (netip.Prefix.Masked) before use.
@@ -87,12 +88,16 @@ type Advertisement struct {
 	LargeCommunities []LargeCommunity
 	// LocalPref is sent to iBGP peers; 0 = GoBGP's default (100).
 	LocalPref uint32
+	// Peers, when not nil, are the only peers it goes to (sorted); other
+	// sessions never see it (scope.go).
+	Peers []netip.Addr
 }
 
 // same reports whether a and b advertise the same path.
 func (a Advertisement) same(b Advertisement) bool {
 	return a.Prefix == b.Prefix && a.LocalPref == b.LocalPref &&
-		slices.Equal(a.Communities, b.Communities) && slices.Equal(a.LargeCommunities, b.LargeCommunities)
+		slices.Equal(a.Communities, b.Communities) && slices.Equal(a.LargeCommunities, b.LargeCommunities) &&
+		(a.Peers == nil) == (b.Peers == nil) && slices.Equal(a.Peers, b.Peers)
 }
 
 func family(p netip.Prefix) bgp.Family {
@@ -103,8 +108,9 @@ func family(p netip.Prefix) bgp.Family {
 }
 
 // path builds the GoBGP path of a, with an unspecified next hop (GoBGP
-// replaces it with the session's local address).
-func (a Advertisement) path(withdraw bool) (*apiutil.Path, error) {
+// replaces it with the session's local address), marked with tag, its
+// peer set's (scope.go).
+func (a Advertisement) path(withdraw bool, tag uint32) (*apiutil.Path, error) {
 	p := a.Prefix.Masked()
 	nlri, err := bgp.NewIPAddrPrefix(p)
 	if err != nil {
@@ -128,13 +134,12 @@ func (a Advertisement) path(withdraw bool) (*apiutil.Path, error) {
 	if len(a.Communities) > 0 {
 		attrs = append(attrs, bgp.NewPathAttributeCommunities(slices.Clone(a.Communities)))
 	}
-	if len(a.LargeCommunities) > 0 {
-		lcs := make([]*bgp.LargeCommunity, len(a.LargeCommunities))
-		for i, c := range a.LargeCommunities {
-			lcs[i] = bgp.NewLargeCommunity(c.Global, c.Local1, c.Local2)
-		}
-		attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(lcs))
+	lcs := make([]*bgp.LargeCommunity, 0, len(a.LargeCommunities)+1)
+	for _, c := range a.LargeCommunities {
+		lcs = append(lcs, bgp.NewLargeCommunity(c.Global, c.Local1, c.Local2))
 	}
+	lcs = append(lcs, bgp.NewLargeCommunity(scopeGlobal, scopeMark, tag)) // removed on export
+	attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(lcs))
 	if a.LocalPref != 0 {
 		attrs = append(attrs, bgp.NewPathAttributeLocalPref(a.LocalPref))
 	}

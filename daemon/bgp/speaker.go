@@ -56,6 +56,11 @@ type Speaker struct {
 	pollers sync.WaitGroup
 	// ignored is the last "needs restart" difference logged.
 	ignored Global
+	// tags number the peer sets of scoped paths; scope is the export
+	// policy's per-session tags as applied (scope.go).
+	tags    map[string]uint32
+	nextTag uint32
+	scope   map[netip.Addr][]uint32
 	// imp installs learned routes (nil without Options.Routes); it has
 	// its own lock.
 	imp *importer
@@ -98,6 +103,7 @@ func New(opts Options) *Speaker {
 		log:   opts.Log,
 		peers: map[netip.Addr]Peer{},
 		paths: map[netip.Prefix]Advertisement{},
+		tags:  map[string]uint32{},
 		state: map[netip.Addr]*peerState{},
 	}
 	if opts.Routes != nil {
@@ -138,7 +144,10 @@ func (s *Speaker) Sync(ctx context.Context, cfg Config, want []Advertisement) er
 		s.log.Warn("BGP global settings changed; they apply after a restart", "running_asn", s.global.ASN,
 			"running_router_id", s.global.RouterID, "running_listen_port", s.global.ListenPort)
 	}
-	return errors.Join(importErr, s.syncPeers(ctx, cfg.Peers), s.syncPaths(ctx, want))
+	// The scope first: a session added or a path added never meets the
+	// rules of the last pass.
+	scopeErr := s.syncScope(ctx, cfg.Peers, want)
+	return errors.Join(importErr, scopeErr, s.syncPeers(ctx, cfg.Peers), s.syncPaths(ctx, want))
 }
 
 // start creates and starts the GoBGP server; on error nothing runs.
@@ -161,11 +170,13 @@ func (s *Speaker) start(ctx context.Context, g Global) error {
 	}}); err != nil {
 		return fail(fmt.Sprintf("listen on port %d", g.ListenPort), err)
 	}
-	if err := setImportPolicy(ctx, srv); err != nil {
-		return fail("import policy", err)
-	}
-	if err := setExportPolicy(ctx, srv, g); err != nil {
-		return fail("export policy", err)
+	// The import policy keeps routes learned from peers out of the RIB:
+	// the node is no transit, and no route of one router is re-advertised
+	// to another. GoBGP runs its global import policy on locally added
+	// paths too, so the default stays accept and only routes from iBGP and
+	// eBGP peers are rejected. The export policy: scope.go.
+	if err := setPolicies(ctx, srv, g); err != nil {
+		return fail("policies", err)
 	}
 	wctx, stop := context.WithCancel(context.Background())
 	cbs := server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer}
@@ -207,71 +218,6 @@ const (
 	setV4Peers   = "hostlb-ipv4-peers"
 	setV6Peers   = "hostlb-ipv6-peers"
 )
-
-// setImportPolicy keeps routes learned from peers out of the RIB: the node
-// is no transit, and no route of one router is re-advertised to another.
-// GoBGP runs its global import policy on locally added paths too, so the
-// default stays accept and only routes from iBGP and eBGP peers are
-// rejected.
-func setImportPolicy(ctx context.Context, srv *server.BgpServer) error {
-	reject := func(name string, typ api.Conditions_RouteType) *api.Statement {
-		return &api.Statement{Name: name, Conditions: &api.Conditions{RouteType: typ},
-			Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_REJECT}}
-	}
-	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
-		Name: policyImport,
-		Statements: []*api.Statement{
-			reject("hostlb-no-ibgp-routes", api.Conditions_ROUTE_TYPE_INTERNAL),
-			reject("hostlb-no-ebgp-routes", api.Conditions_ROUTE_TYPE_EXTERNAL),
-		},
-	}}); err != nil {
-		return err
-	}
-	return srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-		Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_IMPORT,
-		Policies: []*api.Policy{{Name: policyImport}}, DefaultAction: api.RouteAction_ROUTE_ACTION_ACCEPT,
-	}})
-}
-
-// setExportPolicy defines the global export policy that gives a path of
-// the other family than its session's the node's own address of that
-// family as next hop, or keeps it off the session when there is none.
-func setExportPolicy(ctx context.Context, srv *server.BgpServer, g Global) error {
-	for name, prefix := range map[string]string{setV4Peers: "0.0.0.0/0", setV6Peers: "::/0"} {
-		if err := srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
-			DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: name, List: []string{prefix},
-		}}); err != nil {
-			return fmt.Errorf("neighbor set %s: %w", name, err)
-		}
-	}
-	stmt := func(name string, afi api.Family_Afi, peers string, nh netip.Addr) *api.Statement {
-		act := &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_REJECT}
-		if nh.IsValid() {
-			act = &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT, Nexthop: &api.NexthopAction{Address: nh.String()}}
-		}
-		return &api.Statement{
-			Name: name,
-			Conditions: &api.Conditions{
-				AfiSafiIn:   []*api.Family{{Afi: afi, Safi: api.Family_SAFI_UNICAST}},
-				NeighborSet: &api.MatchSet{Type: api.MatchSet_TYPE_ANY, Name: peers},
-			},
-			Actions: act,
-		}
-	}
-	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{
-		Name: policyExport,
-		Statements: []*api.Statement{
-			stmt("hostlb-ipv6-on-ipv4", api.Family_AFI_IP6, setV4Peers, g.NextHop6),
-			stmt("hostlb-ipv4-on-ipv6", api.Family_AFI_IP, setV6Peers, g.NextHop4),
-		},
-	}}); err != nil {
-		return err
-	}
-	return srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-		Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_EXPORT,
-		Policies: []*api.Policy{{Name: policyExport}}, DefaultAction: api.RouteAction_ROUTE_ACTION_ACCEPT,
-	}})
-}
 
 // syncPeers applies the difference between the applied peers and want.
 func (s *Speaker) syncPeers(ctx context.Context, want []Peer) error {
@@ -372,7 +318,7 @@ func (s *Speaker) syncPaths(ctx context.Context, want []Advertisement) error {
 		if old, ok := s.paths[p]; ok && old.same(a) {
 			continue
 		}
-		path, err := a.path(false)
+		path, err := a.path(false, s.tagOf(a.Peers))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -411,7 +357,7 @@ func (s *Speaker) withdraw(ctx context.Context, gone []Advertisement) error {
 		errs  []error
 	)
 	for _, a := range gone {
-		p, err := a.path(true)
+		p, err := a.path(true, 0)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -468,3 +468,55 @@ func sentUpdates(ctx context.Context, s *Speaker) (map[netip.Addr]uint64, error)
 	})
 	return out, err
 }
+
+// A path with Peers goes to those sessions alone, and follows a change of
+// its peers; the mark that scopes it never reaches a router.
+func TestSpeakerScopesPathsToTheirPeers(t *testing.T) {
+	r := newRouter(t, 64512)
+	s := New(Options{Log: testLogger(t).With("test", "ours")})
+	defer s.Close()
+	ctx := context.Background()
+	cfg := testConfig(r.port)
+	all := Advertisement{Prefix: netip.MustParsePrefix("198.51.100.8/32"), VIP: "all"}
+	private := Advertisement{Prefix: netip.MustParsePrefix("198.51.100.9/32"), VIP: "private",
+		Communities: []uint32{NoExport}, Peers: []netip.Addr{lo4}}
+	if err := s.Sync(ctx, cfg, []Advertisement{all, private}); err != nil {
+		t.Fatal(err)
+	}
+	waitEstablished(t, s, 2)
+	const (
+		allOn4     = "198.51.100.8/32 via 127.0.0.1 comm [] large [] pref 100"
+		allOn6     = "198.51.100.8/32 via 192.0.2.10 comm [] large [] pref 100"
+		privateOn4 = "198.51.100.9/32 via 127.0.0.1 comm [4294967041] large [] pref 100"
+		privateOn6 = "198.51.100.9/32 via 192.0.2.10 comm [4294967041] large [] pref 100"
+	)
+	r.waitAdjIn(10*time.Second, lo4, allOn4, privateOn4)
+	r.waitAdjIn(10*time.Second, lo6, allOn6)
+
+	// Its Configuration's peers change: it leaves one session for the
+	// other, without resetting either.
+	ups := s.Status().Peers[0].Established
+	private.Peers = []netip.Addr{lo6}
+	if err := s.Sync(ctx, cfg, []Advertisement{all, private}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitAdjIn(10*time.Second, lo4, allOn4)
+	r.waitAdjIn(10*time.Second, lo6, allOn6, privateOn6)
+
+	// To every peer again; then to none of the sessions.
+	private.Peers = nil
+	if err := s.Sync(ctx, cfg, []Advertisement{all, private}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitAdjIn(10*time.Second, lo4, allOn4, privateOn4)
+	r.waitAdjIn(10*time.Second, lo6, allOn6, privateOn6)
+	private.Peers = []netip.Addr{netip.MustParseAddr("192.0.2.99")}
+	if err := s.Sync(ctx, cfg, []Advertisement{all, private}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitAdjIn(10*time.Second, lo4, allOn4)
+	r.waitAdjIn(10*time.Second, lo6, allOn6)
+	if got := s.Status().Peers[0].Established; got != ups {
+		t.Errorf("session came up %d times, want %d: a scope change reset it", got, ups)
+	}
+}

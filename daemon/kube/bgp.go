@@ -126,6 +126,7 @@ func newBGPWorld(snap Snapshot) (*bgpWorld, []bgpProblem) {
 			continue
 		}
 		nodes := selectedNodes(c.Spec.NodeSelector, snap.Nodes)
+		peers := configPeerAddrs(c, snap.BGPPeers)
 		for i, a := range c.Spec.Advertisements {
 			std, large, bad := parseCommunities(a.BGP.Communities)
 			if len(bad) > 0 {
@@ -135,7 +136,7 @@ func newBGPWorld(snap Snapshot) (*bgpWorld, []bgpProblem) {
 						i, strings.Join(bad, ", "))})
 			}
 			ad := &bgpAdvert{pools: a.PoolNames, path: reconcile.BGPPath{
-				Nodes: nodes, Communities: std, LargeCommunities: large,
+				Nodes: nodes, Communities: std, LargeCommunities: large, Peers: peers,
 				Source: fmt.Sprintf("MetalLoadBalancerConfiguration/%s#%d", c.Name, i),
 			}}
 			if lp := a.BGP.LocalPref; lp != nil && *lp > 0 && *lp <= 1<<32-1 {
@@ -150,6 +151,28 @@ func newBGPWorld(snap Snapshot) (*bgpWorld, []bgpProblem) {
 		}
 	}
 	return w, problems
+}
+
+// configPeerAddrs are the addresses of c's peers: its advertisements go to
+// them alone (the reference's BGPAdvertisement peers). A Configuration
+// that names no peer advertises to every peer (MetalLB's empty peers);
+// one whose peers all do not exist or do not parse, to none (an empty,
+// non-nil list).
+func configPeerAddrs(c *MetalLoadBalancerConfiguration, peers []*MetalLoadBalancerBGPPeer) []netip.Addr {
+	if len(c.Spec.BGP.PeerNames) == 0 {
+		return nil
+	}
+	out := []netip.Addr{}
+	for _, p := range peers {
+		if !slices.Contains(c.Spec.BGP.PeerNames, p.Name) {
+			continue
+		}
+		if a, err := netip.ParseAddr(strings.TrimSpace(p.Spec.PeerAddress)); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }
 
 // selectedNodes are the Nodes a selector selects, not being deleted,

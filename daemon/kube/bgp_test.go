@@ -86,7 +86,8 @@ func TestGroupsBGPService(t *testing.T) {
 	}
 	yes, no := ptr(true), ptr(false)
 	snap := func(svc *corev1.Service, eps ...*discoveryv1.EndpointSlice) Snapshot {
-		return Snapshot{Services: []*corev1.Service{svc}, EndpointSlices: eps, Nodes: nodes, Pools: pools, Configurations: cfgs}
+		return Snapshot{Services: []*corev1.Service{svc}, EndpointSlices: eps, Nodes: nodes, Pools: pools, Configurations: cfgs,
+			BGPPeers: []*MetalLoadBalancerBGPPeer{bgpPeerObj("tor1", "192.0.2.1", 64512, 64500), bgpPeerObj("tor2", "192.0.2.2", 64512, 64500)}}
 	}
 	ready := slice("svc", ep("n4", yes, yes, no))
 
@@ -101,6 +102,9 @@ func TestGroupsBGPService(t *testing.T) {
 	front := reconcile.BGPPath{Nodes: []string{"n1", "n2", "n3", "n5"},
 		Communities:      []uint32{65000<<16 | 100, 0xFFFFFF01},
 		LargeCommunities: [][3]uint32{{64512, 1, 2}}, LocalPref: 150, AggregationLength: 24,
+		// front names tor1: its paths go to tor1 alone; rack-b names no
+		// peer: to every peer.
+		Peers:  []netip.Addr{netip.MustParseAddr("192.0.2.1")},
 		Source: "MetalLoadBalancerConfiguration/front#0"}
 	rackB := reconcile.BGPPath{Nodes: []string{"n5"}, Communities: []uint32{65000<<16 | 200},
 		Source: "MetalLoadBalancerConfiguration/rack-b#0"}
@@ -108,7 +112,7 @@ func TestGroupsBGPService(t *testing.T) {
 		netip.MustParseAddr("203.0.113.7"):   {front, rackB},
 		netip.MustParseAddr("2001:db8:1::7"): {front, rackB},
 	}
-	if diff := cmp.Diff(want, g.BGP); diff != "" {
+	if diff := cmp.Diff(want, g.BGP, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("paths (-want +got):\n%s", diff)
 	}
 	// Every owner's announcement carries the paths of its address.

@@ -64,6 +64,9 @@ type BGPPath struct {
 	// AggregationLength, when not 0, advertises the covering prefix of
 	// that length instead of the host route.
 	AggregationLength int
+	// Peers are the addresses of the peers it goes to (sorted): those of
+	// its Configuration; nil: every peer of the node.
+	Peers []netip.Addr
 	// Source names the advertisement ("config/frontend#0"), for logs.
 	Source string
 }
