@@ -186,8 +186,10 @@ func TestSimKubernetesBGPService(t *testing.T) {
 	if !netip.MustParsePrefix("198.51.100.64/28").Contains(ip) {
 		t.Fatalf("IP %s not from the pool", ip)
 	}
+	// To the Configuration's peers only: tor1 and tor6.
 	wantAdv := bgp.Advertisement{Prefix: netip.PrefixFrom(ip, 32), VIP: "ns/web", LocalPref: 150,
-		Communities: []uint32{bgp.Community(65000, 100), bgp.NoExport}}
+		Communities: []uint32{bgp.Community(65000, 100), bgp.NoExport},
+		Peers:       []netip.Addr{netip.MustParseAddr("192.0.2.254"), netip.MustParseAddr("2001:db8::fe")}}
 	advertisedBy := func(want ...string) func() error {
 		return func() error {
 			var errs []error
