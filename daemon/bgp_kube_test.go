@@ -50,12 +50,12 @@ func TestBGPWantedServicePaths(t *testing.T) {
 			Communities:      []uint32{bgp.Community(65000, 100), bgp.Community(65000, 200), bgp.NoExport},
 			LargeCommunities: []bgp.LargeCommunity{{Global: 64512, Local1: 1, Local2: 2}}},
 	}
-	if diff := cmp.Diff(want, got, prefixEq); diff != "" {
+	if diff := cmp.Diff(want, got, prefixEq, addrEq); diff != "" {
 		t.Errorf("n1 (-want +got):\n%s", diff)
 	}
 	got = bgpWanted("n3", d)
 	want = []bgp.Advertisement{{Prefix: netip.MustParsePrefix("203.0.113.7/32"), VIP: "ns/web", Communities: []uint32{bgp.Community(65000, 300)}}}
-	if diff := cmp.Diff(want, got, prefixEq); diff != "" {
+	if diff := cmp.Diff(want, got, prefixEq, addrEq); diff != "" {
 		t.Errorf("n3 (-want +got):\n%s", diff)
 	}
 
@@ -204,7 +204,7 @@ func TestSimKubernetesBGPService(t *testing.T) {
 				if slices.Contains(want, n) {
 					exp = []bgp.Advertisement{wantAdv}
 				}
-				if len(got) != len(exp) || (len(exp) > 0 && cmp.Diff(exp, got, prefixEq) != "") {
+				if len(got) != len(exp) || (len(exp) > 0 && cmp.Diff(exp, got, prefixEq, addrEq) != "") {
 					errs = append(errs, fmt.Errorf("%s advertises %+v, want %+v", n, got, exp))
 				}
 			}
