@@ -10,13 +10,15 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
+
+	"github.com/hostlb/hostlb/tests/netlab"
 )
 
-// birdRouter is BIRD 2 in the router namespace: one bird process with its
-// config, control socket and pid file in a temp dir.
+// birdRouter is BIRD 2 in a namespace: one bird process with its config,
+// control socket and pid file in a temp dir.
 type birdRouter struct {
-	lab  *Lab
 	k    *kernel
 	dir  string
 	sock string
@@ -24,25 +26,58 @@ type birdRouter struct {
 }
 
 func startBIRD(l *Lab, k *kernel, cfg RouterConfig) Router {
-	t := l.T
+	l.T.Helper()
+	RequireRouter(l.T, BIRD)
+	return startBIRDConf(l.T, l.Router, k, filepath.Join(l.Dir, "bird"), birdConfig(cfg))
+}
+
+// StartBIRD starts BIRD 2 in ns, a namespace of another lab than this
+// package's (tests/kubelab), with conf, a whole bird.conf that the caller
+// wrote for its own topology, and waits until it answers on its control
+// socket. Every file of it (config, control socket, pid file, log) is in
+// dir. [Router.Routes] reads ns's kernel, [Router.PeerState] takes the
+// protocol's name as Peer.Name, and [Birdc] asks anything else. BIRD is
+// stopped (by PID) when t ends. It skips t (fails it under CI) when bird or
+// birdc is missing, and fails it when BIRD does not start.
+func StartBIRD(t testing.TB, ns *netlab.NS, dir, conf string) Router {
 	t.Helper()
 	RequireRouter(t, BIRD)
-	r := &birdRouter{lab: l, k: k, dir: filepath.Join(l.Dir, "bird")}
+	k := &kernel{}
+	if err := k.open(ns.Name); err != nil {
+		t.Fatalf("bgplab: netlink in %s: %v", ns.Name, err)
+	}
+	t.Cleanup(k.close)
+	return startBIRDConf(t, ns, k, dir, conf)
+}
+
+// Birdc runs birdc with args on r's control socket and returns its output;
+// r must be a BIRD router.
+func Birdc(r Router, args ...string) (string, error) {
+	b, ok := r.(*birdRouter)
+	if !ok {
+		return "", fmt.Errorf("bgplab: birdc needs a BIRD router, not %s", r.Kind())
+	}
+	return b.birdc(args...)
+}
+
+func startBIRDConf(t testing.TB, ns *netlab.NS, k *kernel, dir, conf string) Router {
+	t.Helper()
+	r := &birdRouter{k: k, dir: dir}
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	r.sock = filepath.Join(r.dir, "bird.ctl")
-	conf := filepath.Join(r.dir, "bird.conf")
-	if err := os.WriteFile(conf, []byte(birdConfig(cfg)), 0o600); err != nil {
+	path := filepath.Join(r.dir, "bird.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("bird", "-p", "-c", conf).CombinedOutput(); err != nil {
-		t.Fatalf("bgplab: bird rejects %s: %v\n%s\n%s", conf, err, out, birdConfig(cfg))
+	if out, err := exec.Command("bird", "-p", "-c", path).CombinedOutput(); err != nil {
+		t.Fatalf("bgplab: bird rejects %s: %v\n%s\n%s", path, err, out, conf)
 	}
 	// -f: foreground, so the PID is bird's; -d would also log to stderr
 	// but debug everything.
-	r.proc = startProc(t, l.Router, "bird", filepath.Join(r.dir, "bird.out"), nil,
-		"bird", "-f", "-c", conf, "-s", r.sock, "-P", filepath.Join(r.dir, "bird.pid"))
+	r.proc = startProc(t, ns, "bird", filepath.Join(r.dir, "bird.out"), nil,
+		"bird", "-f", "-c", path, "-s", r.sock, "-P", filepath.Join(r.dir, "bird.pid"))
 	if _, err := Eventually(10*time.Second, 20*time.Millisecond, func() error {
 		if !r.proc.Running() {
 			return fmt.Errorf("bird exited: %w", errors.Join(r.proc.err, ErrGiveUp))

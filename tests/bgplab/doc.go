@@ -22,6 +22,10 @@
 // count. [Router.PeerState] reads a session's BGP and BFD state through the
 // router's own CLI (birdc, vtysh) on the instance's socket.
 //
+// [StartBIRD] starts BIRD with a caller's whole configuration in a
+// namespace of another lab (tests/kubelab's router), with the same
+// [Router] methods and [Birdc] for the rest.
+//
 // Speakers on the nodes are either hostlbd ([Lab.StartHostlbd]) or, to
 // validate the lab itself, a plain GoBGP server ([Lab.StartSpeaker]) that
 // runs as a child of the test binary (see [RunSpeakerIfChild]) inside the

@@ -18,6 +18,15 @@
 //     ([Lab.StartNode], [Lab.RegisterNode]), for a node that boots before
 //     its Node exists.
 //
+// For BGP (TestKubernetesBGP), Options.BGPASN and Options.LoadBalancerClass
+// give every node [bgp] asn and [kubernetes] load_balancer_class, and
+// [Lab.StartRouter] adds a namespace "router" on the bridge (192.0.2.1,
+// .3 and .4, 2001:db8::1) running BIRD 2 through tests/bgplab, with the
+// sessions the caller lists; the nodes open theirs when
+// MetalLoadBalancerBGPPeers and Configurations ([Lab.ApplyBGP]) tell them
+// to. [Router.WaitRoutes] reads the next hops in the router's kernel,
+// [Router.ShowRoutes] BIRD's attributes.
+//
 // There is no kubelet, scheduler, kube-proxy or garbage collector. [Lab.Pods]
 // creates Pods bound to nodes and writes their status (Running, Ready, pod
 // IPs from 198.51.100.0/24 and 2001:db8:100::/64) as a kubelet would, so that
@@ -57,6 +66,11 @@
 //     client-go's reflector backoff lets them (about 20 s after a 30 s
 //     outage here). [Lab.WaitWatching] reads the apiserver's audit log
 //     (source address per node) to know when every daemon watches again.
+//   - BIRD runs one protocol at a time per neighbour address and port,
+//     whatever its local address: the router's sessions with one node
+//     differ in the (unused) neighbour port, see birdConfig. LOCAL_PREF
+//     never crosses eBGP (RFC 4271 §5.1.5; GoBGP strips it), so only
+//     iBGP sessions (Session.IBGP) show an advertisement's localPref.
 //   - [Lab.WhoAnswers] returns the first answer only; [Prober.Who] sees
 //     every MAC that answers, for "exactly one owner", and [Prober.Start]
 //     probes every few milliseconds, for timings finer than one arping.

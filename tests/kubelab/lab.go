@@ -63,6 +63,14 @@ type Options struct {
 	Log io.Writer
 	// ControllerManagerArgs are further flags of kube-controller-manager.
 	ControllerManagerArgs []string
+	// LoadBalancerClass is every node's [kubernetes] load_balancer_class:
+	// the spec.loadBalancerClass of the Services hostlbd serves on the BGP
+	// path. Default none.
+	LoadBalancerClass string
+	// BGPASN is every node's [bgp] asn, which makes hostlbd run its BGP
+	// speaker (its peers come from MetalLoadBalancerBGPPeers); 0 leaves
+	// [bgp] out.
+	BGPASN uint32
 }
 
 // Lab is a control plane, a client and hostlbd nodes on one bridge. Its

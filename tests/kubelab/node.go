@@ -94,6 +94,13 @@ func (l *Lab) startNodes(nodes ...*Node) error {
 
 // config writes the node's hostlb.toml and returns its path.
 func (n *Node) config() (string, error) {
+	var class, bgp string
+	if c := n.lab.opts.LoadBalancerClass; c != "" {
+		class = fmt.Sprintf("load_balancer_class = %q\n", c)
+	}
+	if asn := n.lab.opts.BGPASN; asn != 0 {
+		bgp = fmt.Sprintf("\n# The peers come from MetalLoadBalancerBGPPeers.\n[bgp]\nasn = %d\n", asn)
+	}
 	cfg := fmt.Sprintf(`# written by tests/kubelab
 [node]
 name = %q
@@ -110,7 +117,7 @@ insecure_plaintext = true
 [kubernetes]
 enabled = true
 kubeconfig = %q
-
+%s
 [l2]
 interfaces = ["eth0"]
 gratuitous_count = 2
@@ -121,8 +128,8 @@ listen = ""
 
 [control]
 socket = %q
-`, n.Name, n.lab.opts.LogLevel, netip.AddrPortFrom(n.IPv4, GossipPort).String(),
-		n.lab.Kubeconfig, filepath.Join(n.dir, "hostlb.sock"))
+%s`, n.Name, n.lab.opts.LogLevel, netip.AddrPortFrom(n.IPv4, GossipPort).String(),
+		n.lab.Kubeconfig, class, filepath.Join(n.dir, "hostlb.sock"), bgp)
 	path := filepath.Join(n.dir, "hostlb.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return "", fmt.Errorf("kubelab: %w", err)

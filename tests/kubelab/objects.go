@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -461,27 +460,24 @@ func (l *Lab) WaitIPs(ns, name string, n int, timeout time.Duration) ([]netip.Ad
 
 // Events returns the messages of the Events of reason on Service ns/name.
 func (l *Lab) Events(ns, name, reason string) ([]string, error) {
-	ctx, cancel := l.apiCtx()
-	defer cancel()
-	list, err := l.Admin().CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.Set{"involvedObject.name": name, "involvedObject.kind": "Service", "reason": reason}.String(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("kubelab: list Events of %s/%s: %w", ns, name, err)
-	}
-	var out []string
-	for _, ev := range list.Items {
-		out = append(out, ev.Message)
-	}
-	return out, nil
+	return l.events(ns, "Service", name, reason)
 }
 
 // WaitEvent waits for an Event of reason on the Service ns/name whose
 // message contains every string of want, and returns the message.
 func (l *Lab) WaitEvent(ns, name, reason string, timeout time.Duration, want ...string) (string, error) {
+	msg, err := l.waitEvent(timeout, reason, func() ([]string, error) { return l.Events(ns, name, reason) }, want)
+	if err != nil {
+		return "", fmt.Errorf("kubelab: Event %s on %s/%s with %q: %w", reason, ns, name, want, err)
+	}
+	return msg, nil
+}
+
+// waitEvent polls list until a message contains every string of want.
+func (l *Lab) waitEvent(timeout time.Duration, reason string, list func() ([]string, error), want []string) (string, error) {
 	var msg string
 	err := l.Poll(timeout, func() error {
-		msgs, err := l.Events(ns, name, reason)
+		msgs, err := list()
 		if err != nil {
 			return err
 		}
@@ -493,8 +489,5 @@ func (l *Lab) WaitEvent(ns, name, reason string, timeout time.Duration, want ...
 		}
 		return fmt.Errorf("%s Events: %q", reason, msgs)
 	})
-	if err != nil {
-		return "", fmt.Errorf("kubelab: Event %s on %s/%s with %q: %w", reason, ns, name, want, err)
-	}
-	return msg, nil
+	return msg, err
 }
