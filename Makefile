@@ -55,11 +55,12 @@ test-unit: ## Unit and simulation tests (race detector), everything outside test
 	$(GO) test -race -count=1 $(TESTFLAGS) $$($(GO) list ./... | grep -v '^$(MODULE)/tests/')
 
 # Fuzz targets run by fuzz-short, each for FUZZTIME (their seed corpora run
-# in test-unit anyway): the decoders of gossip input and the merge of
-# announced sets. A count, not a duration: go1.26's fuzz coordinator can
-# fail a duration-bounded run with "context deadline exceeded" on a busy
-# machine (golang/go#75804, fixed in go1.27).
-FUZZ_PKGS ?= ./gossip/
+# in test-unit anyway): the decoders of gossip input, the merge of
+# announced sets, and the heartbeat's datagram decoder. A count, not a
+# duration: go1.26's fuzz coordinator can fail a duration-bounded run with
+# "context deadline exceeded" on a busy machine (golang/go#75804, fixed in
+# go1.27).
+FUZZ_PKGS ?= ./gossip/ ./heartbeat/
 FUZZTIME ?= 20000x
 
 .PHONY: fuzz-short
@@ -73,7 +74,7 @@ fuzz-short: ## Run every fuzz target of FUZZ_PKGS for FUZZTIME (20,000 inputs) e
 	done
 
 .PHONY: test-root
-test-root: $(NFPM) kube-bins ## Tests under tests/ (systemd-nspawn, packages, lab); skip unless root.
+test-root: $(NFPM) $(PROMTOOL) kube-bins ## Tests under tests/ (systemd-nspawn, packages, lab); skip unless root.
 	@if [ "$$(id -u)" != 0 ]; then echo "test-root: not root, the tests under tests/ will skip"; fi
 	$(GO) test -count=1 -v -timeout $(ROOT_TEST_TIMEOUT) $(TESTFLAGS) ./tests/...
 
