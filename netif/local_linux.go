@@ -405,7 +405,7 @@ func (l *LocalAddrs) removeStaleLink(h *netlink.Handle) error {
 	if err != nil {
 		return fmt.Errorf("find %s: %w", l.opts.LinkName, err)
 	}
-	addrs, err := h.AddrList(link, netlink.FAMILY_ALL)
+	addrs, err := redump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", l.opts.LinkName, err)
 	}
@@ -433,7 +433,9 @@ func (l *LocalAddrs) routes() ([]netlink.Route, error) { return listAnyIPRoutes(
 
 func listAnyIPRoutes(h *netlink.Handle) ([]netlink.Route, error) {
 	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Protocol: RTProtoHostlb}
-	rs, err := h.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	rs, err := redump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list local routes of proto %d: %w", RTProtoHostlb, err)
 	}
@@ -444,6 +446,18 @@ func listAnyIPRoutes(h *netlink.Handle) ([]netlink.Route, error) {
 		}
 	}
 	return out, nil
+}
+
+// redump repeats a netlink dump the kernel interrupted because the table
+// changed under it (the address worker and Sync change the local table
+// and hostlb0 concurrently): such a dump may be incomplete.
+func redump[T any](dump func() ([]T, error)) ([]T, error) {
+	for attempt := 1; ; attempt++ {
+		out, err := dump()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || attempt == 10 {
+			return out, err
+		}
+	}
 }
 
 // loIndex is the loopback link's index. Called with mu held.
@@ -583,7 +597,7 @@ func (l *LocalAddrs) interrupted() bool {
 // removeAddrs removes the addresses on link that are not in want (and not
 // link-local), recreating the link when that is cheaper.
 func (l *LocalAddrs) removeAddrs(h *netlink.Handle, link netlink.Link, want map[netip.Addr]bool) error {
-	addrs, err := h.AddrList(link, netlink.FAMILY_ALL)
+	addrs, err := redump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", l.opts.LinkName, err)
 	}
@@ -624,7 +638,7 @@ func (l *LocalAddrs) removeAddrs(h *netlink.Handle, link netlink.Link, want map[
 }
 
 func linkAddrs(h *netlink.Handle, link netlink.Link) (map[netip.Addr]bool, error) {
-	addrs, err := h.AddrList(link, netlink.FAMILY_ALL)
+	addrs, err := redump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 	}
@@ -690,7 +704,7 @@ func (l *LocalAddrs) clearLink(h *netlink.Handle) error {
 	if err != nil {
 		return fmt.Errorf("find %s: %w", l.opts.LinkName, err)
 	}
-	addrs, err := h.AddrList(link, netlink.FAMILY_ALL)
+	addrs, err := redump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", l.opts.LinkName, err)
 	}
