@@ -24,6 +24,7 @@ DIST ?= $(CURDIR)/dist
 TOOLS_BIN := $(CURDIR)/bin/tools
 NFPM := $(TOOLS_BIN)/nfpm
 GOLANGCI_LINT := $(TOOLS_BIN)/golangci-lint
+PROMTOOL := $(TOOLS_BIN)/promtool
 
 DEB := $(DIST)/hostlb_$(PKG_VERSION)_amd64.deb
 RPM := $(DIST)/hostlb-$(PKG_VERSION).x86_64.rpm
@@ -51,7 +52,8 @@ build: ## Build hostlbd and hostlbctl (static) into ./bin.
 test: deps test-unit fuzz-short test-root ## Run every test: unit, simulation, a short fuzz run and root tests.
 
 .PHONY: test-unit
-test-unit: ## Unit and simulation tests (race detector), everything outside tests/.
+# promtool: daemon/metrics checks the shipped alert rules and dashboard with it.
+test-unit: $(PROMTOOL) ## Unit and simulation tests (race detector), everything outside tests/.
 	$(GO) test -race -count=1 $(TESTFLAGS) $$($(GO) list ./... | grep -v '^$(MODULE)/tests/')
 
 # Fuzz targets run by fuzz-short, each for FUZZTIME (their seed corpora run
@@ -83,6 +85,8 @@ FAILOVER_REPS ?= 30
 FAILOVER_FLAGS ?=
 # Forced two-owner conflicts in the conflict-resolution benchmark (tests/l2cluster).
 CONFLICT_RUNS ?= 20
+# Length of each idle or scraped window of the metrics cost benchmark (tests/metricsbench).
+METRICS_WINDOW ?= 60s
 
 .PHONY: bench
 bench: kube-bins ## Benchmarks.
@@ -95,6 +99,7 @@ bench: kube-bins ## Benchmarks.
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m $(TESTFLAGS) ./tests/bgpbench/
 	$(GO) run ./tests/failover/cmd/failover -reps $(FAILOVER_REPS) $(FAILOVER_FLAGS)
 	$(GO) test -count=1 -run '^TestPartitionFencing$$' -v -timeout 15m $(TESTFLAGS) ./tests/l2cluster/ -l2cluster.conflict-runs $(CONFLICT_RUNS)
+	$(GO) test -run '^$$' -bench ScrapeCost -benchtime 1x -v -timeout 20m $(TESTFLAGS) ./tests/metricsbench/ -metricsbench.window $(METRICS_WINDOW)
 
 .PHONY: kube-bins
 kube-bins: ## Build the pinned kube-apiserver, kube-controller-manager, etcd (tools/kube) once per pin.
@@ -105,13 +110,25 @@ packages: deb rpm ## Build dist/hostlb_<v>_amd64.deb and dist/hostlb-<v>.x86_64.
 	@echo "packages: $(DEB)"
 	@echo "          $(RPM)"
 
-deb: build $(NFPM) $(PKG_WORK)/changelog.gz
+deb: build $(NFPM) $(PKG_WORK)/changelog.gz pkg-files
 	@mkdir -p $(DIST)
 	$(NFPM_ENV) $(NFPM) package --config nfpm.yaml --packager deb --target $(DEB)
 
-rpm: build $(NFPM)
+rpm: build $(NFPM) pkg-files
 	@mkdir -p $(DIST)
 	$(NFPM_ENV) $(NFPM) package --config nfpm.yaml --packager rpm --target $(RPM)
+
+# What the packages ship besides the binaries, into PKG_WORK: the man pages
+# (docs/man, rendered from the usage texts by the binaries' man tests;
+# go generate ./cmd/... rewrites them) gzipped, and the shell completions
+# the built hostlbctl prints.
+.PHONY: pkg-files
+pkg-files: build
+	@mkdir -p $(PKG_WORK)/man $(PKG_WORK)/completion
+	for m in hostlbd hostlbctl; do gzip -9n < docs/man/$$m.8 > $(PKG_WORK)/man/$$m.8.gz; done
+	$(BIN)/hostlbctl completion bash > $(PKG_WORK)/completion/hostlbctl
+	$(BIN)/hostlbctl completion zsh > $(PKG_WORK)/completion/_hostlbctl
+	$(BIN)/hostlbctl completion fish > $(PKG_WORK)/completion/hostlbctl.fish
 
 # The Debian changelog lintian requires, stamped with the version and the
 # commit's date so that rebuilding the same commit gives the same file.
@@ -159,7 +176,7 @@ fmt: $(GOLANGCI_LINT) ## Format the code (gofmt, goimports).
 	$(GOLANGCI_LINT) fmt ./...
 
 .PHONY: tools
-tools: $(NFPM) $(GOLANGCI_LINT) ## Build the pinned tools into ./bin/tools.
+tools: $(NFPM) $(GOLANGCI_LINT) $(PROMTOOL) ## Build the pinned tools into ./bin/tools.
 
 # Tools are pinned by tools/go.mod (`tool` directives) and rebuilt when it
 # changes; the Go build cache makes a rebuild after `make clean` quick.
@@ -169,6 +186,12 @@ $(NFPM): tools/go.mod tools/go.sum
 
 $(GOLANGCI_LINT): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(TOOLS_BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+	touch $@
+
+# promtool has a module of its own (tools/promtool/go.mod): its ~200
+# dependencies must not move golangci-lint's and nfpm's pins.
+$(PROMTOOL): tools/promtool/go.mod tools/promtool/go.sum
+	cd tools/promtool && $(GO) build -o $(TOOLS_BIN)/ github.com/prometheus/prometheus/cmd/promtool
 	touch $@
 
 .PHONY: clean

@@ -103,6 +103,9 @@ type Options struct {
 	// Components run beside the core ones, started after them (so stopped
 	// before them).
 	Components []Component
+	// Observer, when set, is told about passes and takeovers (observe.go;
+	// daemon/metrics).
+	Observer Observer
 	// DrainTimeout bounds the ordered shutdown; default 10 s, inside the
 	// unit's TimeoutStopSec. When it passes, the L2 output's Close (the
 	// hostlb0 addresses) still gets up to 5 s more (runComponents).
@@ -186,6 +189,9 @@ type Daemon struct {
 	drained   chan struct{}
 	drainOnce sync.Once
 	fence     fenceState // wire conflicts (fence.go)
+	// reloadMu serialises reloads: SIGHUP's and the control socket's
+	// (reload.go).
+	reloadMu sync.Mutex
 
 	mu        sync.Mutex // guards the fields below
 	cfg       *config.Config
@@ -253,6 +259,9 @@ func New(opts Options) (*Daemon, error) {
 		drained:   make(chan struct{}),
 	}
 	d.loop = reconcile.New(opts.Logger.With("component", "reconcile"), d.reconcile)
+	if opts.Observer != nil {
+		d.loop.OnPass = opts.Observer.Pass
+	}
 	d.health = newHealthChecks(opts.Logger.With("component", "health"), d.loop.Trigger)
 	return d, nil
 }
@@ -480,10 +489,15 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, next reconcile.D
 		if ctx.Err() == nil {
 			d.reportL2(err)
 		}
+		synced := time.Now()
 		st := d.opts.L2.Status()
 		d.mu.Lock()
+		before := d.announced
 		d.announced = st
 		d.mu.Unlock()
+		if ctx.Err() == nil {
+			d.noteTakeovers(before, st, synced) // observe.go
+		}
 		rs = reports(next, st, err)
 		if ctx.Err() == nil {
 			cannotChanged = d.noteCannot(next, st, d.opts.L2.Cannot(), links, time.Now())

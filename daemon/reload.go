@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -36,7 +37,26 @@ func (d *Daemon) serveReloads(ctx context.Context) error {
 // READY=1 would tell systemd the unit started before the first full
 // reconcile. announceReady sets d.ready only after its READY=1, so no
 // reload's READY=1 can come first.
-func (d *Daemon) Reload() {
+func (d *Daemon) Reload() { _, _ = d.ReloadNow() }
+
+// ReloadResult is what a reload changed, as config.Changes names the keys:
+// Changed took effect, NeedsRestart keep their running value until the
+// next start.
+type ReloadResult struct {
+	Changed, NeedsRestart []string
+}
+
+// ErrNoConfigFile is returned by ReloadNow and CheckReload when the daemon
+// was given no file to re-read (Options.Load is nil).
+var ErrNoConfigFile = errors.New("no configuration file to re-read")
+
+// ReloadNow is Reload for a caller that waits for the outcome (the control
+// socket): it returns what changed, or why the file was refused and the
+// running configuration kept. Reloads are serialised; each reads the file
+// as it is when its turn comes.
+func (d *Daemon) ReloadNow() (ReloadResult, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	d.mu.Lock()
 	started := d.ready
 	d.mu.Unlock()
@@ -55,7 +75,7 @@ func (d *Daemon) Reload() {
 	}
 	if d.opts.Load == nil {
 		d.log.Warn("reload requested but no config file to re-read")
-		return
+		return ReloadResult{}, ErrNoConfigFile
 	}
 	if started {
 		d.status("reloading")
@@ -69,7 +89,7 @@ func (d *Daemon) Reload() {
 		// Each problem on its own line keeps file:line readable in the journal.
 		d.log.Error("reload failed; keeping the running config",
 			"err", strings.ReplaceAll(err.Error(), "\n", "; "))
-		return
+		return ReloadResult{}, err
 	}
 
 	old := d.config()
@@ -99,6 +119,24 @@ func (d *Daemon) Reload() {
 		}
 	}
 	d.loop.Trigger("reload")
+	return ReloadResult{Changed: live, NeedsRestart: restart}, nil
+}
+
+// CheckReload reads the configuration file as a reload would and says what
+// a reload would change, or why it would refuse the file; it applies
+// nothing. The file is the daemon's own (Options.Load), never one a caller
+// names: the control socket's users must not make the daemon read, with
+// its rights, a file they cannot.
+func (d *Daemon) CheckReload() (ReloadResult, error) {
+	if d.opts.Load == nil {
+		return ReloadResult{}, ErrNoConfigFile
+	}
+	next, err := d.opts.Load()
+	if err != nil {
+		return ReloadResult{}, err
+	}
+	live, restart := config.Changes(d.config(), next)
+	return ReloadResult{Changed: live, NeedsRestart: restart}, nil
 }
 
 // keySetter is a Ring whose keys change live (*gossip.Ring).

@@ -28,6 +28,14 @@ type State struct {
 	PassError     string    // the last pass's error, "" when it succeeded
 	Refused       string    // why the gossip ring refuses this node, "" if it does not
 	Draining      bool      // SIGTERM: handing every IP over
+	// FirstPass: the first full reconcile pass has run (READY=1 may still
+	// be waiting for the Kubernetes caches). KubeSynced: every Kubernetes
+	// cache holds a full list (true without Kubernetes).
+	FirstPass, KubeSynced bool
+	// CannotAnnounce counts the IPs this node's L2 output was asked to
+	// announce and answers on no interface (the reason is in each IP's
+	// NotHere entry for this node).
+	CannotAnnounce int
 	// Reloads and ReloadFailures count SIGHUP reloads since start;
 	// ReloadError is the last failure's, "" after a success.
 	Reloads, ReloadFailures uint64
@@ -182,7 +190,9 @@ func (d *Daemon) State() State {
 		Node: cfg.Node.Name, Started: d.started, Ready: d.ready, LastPass: d.pass.at, PassError: d.passErr,
 		Refused: d.ring.refused, Draining: d.ring.draining, Reloads: d.reloads, ReloadFailures: d.reloadFailures,
 		LastReload: d.lastReload, Joined: d.opts.Ring == nil || d.ring.settled,
-		L2: slices.Clone(d.announced),
+		L2:        slices.Clone(d.announced),
+		FirstPass: isClosed(d.firstDone), KubeSynced: d.opts.Kube == nil || isClosed(d.opts.Kube.Synced()),
+		CannotAnnounce: len(d.cannot),
 	}
 	if d.reloadE != nil {
 		st.ReloadError = d.reloadE.Error()
@@ -244,7 +254,8 @@ func (d *Daemon) State() State {
 	for i := range groups {
 		byGroup[&groups[i]] = true
 	}
-	names := map[netip.Addr]string{}
+	names := make(map[netip.Addr]string, len(placed))
+	st.IPs = make([]IPState, 0, len(placed)) // not grown by appends: 10,000 IPs are some 3 MB
 	for _, p := range placed {
 		names[p.Addr] = p.group.Name
 		_, mine := desired[p.Addr]
@@ -272,6 +283,34 @@ func (d *Daemon) State() State {
 	slices.SortFunc(dis, func(a, b Disagreement) int { return a.Addr.Compare(b.Addr) })
 	st.Disagreements = dis
 	return st
+}
+
+// NotReady says why the node is not ready to serve (the metrics' /readyz),
+// nil when it is: the Kubernetes caches have not synced, the node has not
+// settled into the gossip ring (or the ring refuses it), the first full
+// reconcile pass has not run, or the node is draining. Unlike State it
+// reads a few flags only, so a probe may call it often.
+func (d *Daemon) NotReady() []string {
+	var out []string
+	if k := d.opts.Kube; k != nil && !isClosed(k.Synced()) {
+		out = append(out, "Kubernetes caches not synced yet")
+	}
+	d.mu.Lock()
+	ringed, settled, refused, draining := d.opts.Ring != nil, d.ring.settled, d.ring.refused, d.ring.draining
+	d.mu.Unlock()
+	switch {
+	case ringed && !settled && refused != "":
+		out = append(out, "the gossip ring refuses this node: "+refused)
+	case ringed && !settled:
+		out = append(out, "not joined the gossip ring yet")
+	}
+	if !isClosed(d.firstDone) {
+		out = append(out, "first reconcile pass not done yet")
+	}
+	if draining {
+		out = append(out, "draining: stopping")
+	}
+	return out
 }
 
 // whyNot says why member m does not announce p, in the words an operator

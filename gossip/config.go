@@ -68,6 +68,12 @@ type Config struct {
 	// OnEvent, if set, is called before OnChange with each member event,
 	// in order, on the same goroutine. For metrics and tests.
 	OnEvent func(Event)
+	// OnProbe, if set, is told the round-trip time of every probe of
+	// another member that member acked directly (memberlist's
+	// PingDelegate: indirect probes and failed ones are not measured). It
+	// runs on memberlist's probe goroutine and must not block. For
+	// metrics.
+	OnProbe func(node string, rtt time.Duration)
 
 	// Overrides of the profile's timing; zero keeps the profile's value.
 	RejoinInterval   time.Duration // how often to re-join dead members and missing seeds

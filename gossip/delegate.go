@@ -333,12 +333,16 @@ func (p *pinger) AckPayload() []byte {
 	return encodeDigest(d)
 }
 
-// NotifyPingComplete records the probed member's digest; joinLoop pulls
+// NotifyPingComplete tells Config.OnProbe the probe's round trip and
+// records the probed member's digest; joinLoop pulls
 // the member if this node still lags it after staleRepair. The digest
 // replaces the previous one (not the maximum), so a member restarted with
 // a clock set back is not pulled forever.
-func (p *pinger) NotifyPingComplete(other *memberlist.Node, _ time.Duration, payload []byte) {
+func (p *pinger) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
 	r := (*Ring)(p)
+	if other != nil && r.cfg.OnProbe != nil && other.Name != r.cfg.NodeName {
+		r.cfg.OnProbe(other.Name, rtt)
+	}
 	if other == nil || len(payload) == 0 {
 		return
 	}

@@ -127,6 +127,15 @@
 //     about suspect, dead or refuting members are never aggregated: they
 //     explain a failover, and journald's rate limit would drop them first.
 //
+// # Metrics
+//
+// memberlist does not tell its delegates that it suspects a member
+// (StateAlive includes suspects, see State) and has no per-instance
+// metrics sink: its suspicions, awareness score and the like go only to
+// hashicorp/go-metrics' process-global sink, which hostlbd's main points
+// at daemon/metrics. The probes' round trips need no global: the Ring's
+// PingDelegate hands them to Config.OnProbe.
+//
 // # Failure, leave, partition
 //
 // memberlist reports a failure and a graceful leave through the same

@@ -139,6 +139,10 @@ type L2 struct {
 	// (read by responder goroutines without mu).
 	vips  atomic.Pointer[map[netip.Addr]string]
 	burst atomic.Pointer[burstTiming]
+	// stats keeps the responders' counters across their close (Stats,
+	// l2_stats.go); it has its own lock, so reading it never waits for a
+	// Sync.
+	stats l2Stats
 }
 
 type burstTiming struct {
@@ -460,6 +464,7 @@ func (l *L2) ensureResponder(ifc *l2Iface, r Responder, need, v6 bool) (Responde
 			}
 			r = NewARPResponder(conn, rc)
 		}
+		l.stats.opened(r, ifc.link.Name, v6)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
@@ -470,6 +475,7 @@ func (l *L2) ensureResponder(ifc *l2Iface, r Responder, need, v6 bool) (Responde
 		if err := r.Close(); err != nil {
 			l.log.Debug("close responder", "iface", ifc.link.Name, "err", err)
 		}
+		l.stats.closed(r)
 		return nil, nil
 	}
 	return r, nil
@@ -579,6 +585,7 @@ func (l *L2) closeIface(ifc *l2Iface, why string) {
 		if err := r.Close(); err != nil {
 			l.log.Debug("close responder", "iface", ifc.link.Name, "err", err)
 		}
+		l.stats.closed(r)
 	}
 	ifc.arp, ifc.ndp = nil, nil
 }

@@ -148,11 +148,15 @@ func TestUnitContract(t *testing.T) {
 		// hostlbd's exit status for a bad config (cmd/hostlbd): not retried.
 		"Service.RestartPreventExitStatus": "2",
 		// A panic would exit 2 as well; see TestPanicIsRestarted.
-		"Service.Environment":      "GOTRACEBACK=crash",
-		"Service.User":             "hostlb",
-		"Service.Group":            "hostlb",
-		"Service.RuntimeDirectory": "hostlb",
-		"Service.UMask":            "0077",
+		"Service.Environment": "GOTRACEBACK=crash",
+		"Service.User":        "hostlb",
+		// SPEC §8: the control socket the daemon creates belongs to
+		// hostlbctl's group; the secrets are group hostlb's.
+		"Service.Group":                "hostlb-admin",
+		"Service.SupplementaryGroups":  "hostlb",
+		"Service.RuntimeDirectoryMode": "0750",
+		"Service.RuntimeDirectory":     "hostlb",
+		"Service.UMask":                "0077",
 	}
 	for k, v := range want {
 		if got := u[k]; len(got) != 1 || got[0] != v {
@@ -264,6 +268,16 @@ func TestSysusersTmpfiles(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^hostlb:x:` + m[2] + `:`).Match(group) {
 		t.Errorf("no hostlb group with gid %d:\n%s", gid, group)
 	}
+	// hostlbctl's group, with the daemon's user in it (SPEC §8): the
+	// daemon gives the control socket to it.
+	am := regexp.MustCompile(`(?m)^hostlb-admin:x:(\d+):(.*)$`).FindSubmatch(group)
+	if am == nil || !slices.Contains(strings.Split(string(am[2]), ","), "hostlb") {
+		t.Fatalf("no hostlb-admin group with member hostlb:\n%s", group)
+	}
+	adminGID, _ := strconv.Atoi(string(am[1]))
+	if adminGID >= 1000 || adminGID == gid {
+		t.Errorf("hostlb-admin gid %d: want a system group of its own", adminGID)
+	}
 
 	if os.Geteuid() != 0 {
 		netlab.Missing(t, "the tmpfiles half needs root to chown /run/hostlb; CI runs as root")
@@ -276,8 +290,8 @@ func TestSysusersTmpfiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	if !fi.IsDir() || fi.Mode().Perm() != 0o750 || int(st.Uid) != uid || int(st.Gid) != gid {
-		t.Errorf("/run/hostlb: %v uid %d gid %d, want a 0750 directory owned by hostlb (%d:%d)", fi.Mode(), st.Uid, st.Gid, uid, gid)
+	if !fi.IsDir() || fi.Mode().Perm() != 0o750 || int(st.Uid) != uid || int(st.Gid) != adminGID {
+		t.Errorf("/run/hostlb: %v uid %d gid %d, want a 0750 directory of hostlb:hostlb-admin (%d:%d)", fi.Mode(), st.Uid, st.Gid, uid, adminGID)
 	}
 }
 

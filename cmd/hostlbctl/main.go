@@ -1,6 +1,12 @@
-// Command hostlbctl is the operator's tool for hostlbd: configuration checks,
-// key generation, the daemon's kubeconfig and (as the control socket grows)
-// the daemon's live state.
+// Command hostlbctl is the operator's tool for hostlbd: the daemon's live
+// state over its control socket (status, members, vips, who-owns, bgp,
+// conflicts, reload), configuration checks, key generation, the daemon's
+// kubeconfig, shell completions.
+//
+// The man page docs/man/hostlbctl.8 is rendered from the command table
+// (commands.go); regenerate it with go generate.
+//
+//go:generate go test -run ^TestManPage$ -update .
 package main
 
 import (
@@ -11,43 +17,27 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/hostlb/hostlb/daemon/config"
+	"github.com/hostlb/hostlb/daemon/control/api"
 	"github.com/hostlb/hostlb/daemon/version"
 )
 
 // Exit codes (SPEC §3): 0 ok, 1 error, 2 bad usage, 3 daemon not reachable.
 const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitUnreachable = 3
 )
-
-const usage = `usage: hostlbctl COMMAND
-
-commands:
-  version              print version and commit
-  config check FILE    validate a hostlb.toml; every problem with file:line (exit 1 if any)
-  keygen               print a new base64 32-byte gossip key:
-                         (umask 027; hostlbctl keygen > /etc/hostlb/gossip.key)
-                         chgrp hostlb /etc/hostlb/gossip.key
-                       The key file holds one key per line ('#' comments allowed): the
-                       first encrypts, every one decrypts. Rotate without splitting the
-                       ring in three passes; finish each pass on every node before the next:
-                         1. add the new key as the second line; systemctl reload hostlb
-                         2. move it to the first line;          systemctl reload hostlb
-                         3. remove the old key;                 systemctl reload hostlb
-                       (hostlbctl keygen >> /etc/hostlb/gossip.key appends one for step 1.)
-  kubeconfig --server URL [--secret] [flags]
-                       write /etc/hostlb/kubeconfig with a token of the ServiceAccount
-                         kube-system/hostlb, requested with your admin kubeconfig
-                         (apply /usr/share/hostlb/manifests/ first; -h lists the flags)
-`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -56,36 +46,189 @@ func main() {
 	os.Exit(code)
 }
 
+// env is what a command may know of its surroundings; tests set it.
+type env struct {
+	stdout, stderr io.Writer
+	connect        adminConnector
+	getenv         func(string) string
+	// tty: stdout is a terminal (colour, unless NO_COLOR is set).
+	tty bool
+	// loc is the time zone times are shown in.
+	loc *time.Location
+}
+
 // run executes one command and returns its exit code. connect builds the
 // Kubernetes client of `kubeconfig`; tests pass a fake.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, connect adminConnector) int {
+	return runEnv(ctx, args, env{stdout: stdout, stderr: stderr, connect: connect, getenv: os.Getenv,
+		tty: isTerminal(stdout), loc: time.Local})
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// color says whether to colour: on a terminal, never with NO_COLOR set
+// (https://no-color.org) or TERM=dumb.
+func (e env) color() bool {
+	return e.tty && e.getenv("NO_COLOR") == "" && e.getenv("TERM") != "dumb"
+}
+
+// options are the parsed global options.
+type options struct {
+	socket string
+	output string // "table" or "json"
+}
+
+// usageError is a command line hostlbctl cannot run (exit 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// parseGlobal takes the global options out of args, wherever they are
+// (up to "--"), and returns the rest in order.
+func parseGlobal(args []string, o *options) ([]string, error) {
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, val, hasVal := strings.Cut(a, "=")
+		switch name {
+		case "-s", "--socket", "-o", "--output":
+		case "--":
+			return append(rest, args[i+1:]...), nil
+		default:
+			rest = append(rest, a)
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return nil, &usageError{fmt.Sprintf("%s needs a value", name)}
+			}
+			i++
+			val = args[i]
+		}
+		switch name {
+		case "-s", "--socket":
+			if val == "" {
+				return nil, &usageError{"-s needs a socket path"}
+			}
+			o.socket = val
+		default:
+			if val != "table" && val != "json" {
+				return nil, &usageError{fmt.Sprintf("-o %q: want table or json", val)}
+			}
+			o.output = val
+		}
+	}
+	return rest, nil
+}
+
+func runEnv(ctx context.Context, args []string, e env) int {
+	o := options{socket: api.DefaultSocket, output: "table"}
+	if s := e.getenv("HOSTLB_SOCKET"); s != "" {
+		o.socket = s
+	}
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(e.stderr, usageText())
 		return exitUsage
 	}
-	switch args[0] {
-	case "version", "--version":
-		if len(args) != 1 {
+	// Global options may come before the command; a command's own
+	// arguments (kubeconfig's flags) follow it untouched.
+	i := 0
+	for i < len(args) {
+		name, _, hasVal := strings.Cut(args[i], "=")
+		if name != "-s" && name != "--socket" && name != "-o" && name != "--output" {
 			break
 		}
-		fmt.Fprintln(stdout, version.String("hostlbctl"))
+		n := 2
+		if hasVal {
+			n = 1
+		}
+		if _, err := parseGlobal(args[i:min(i+n, len(args))], &o); err != nil {
+			return usage(e, err.Error())
+		}
+		i += n
+	}
+	if i >= len(args) {
+		return usage(e, "no command")
+	}
+	cmd, rest := args[i], args[i+1:]
+	if c := findCommand(cmd); c != nil && cmd != "kubeconfig" && (slices.Contains(rest, "-h") || slices.Contains(rest, "--help")) {
+		cmd, rest = "help", []string{cmd} // `hostlbctl vips -h`
+	}
+	switch cmd {
+	case "version", "--version":
+		if len(rest) != 0 {
+			break
+		}
+		fmt.Fprintln(e.stdout, version.String("hostlbctl"))
 		return exitOK
 	case "keygen":
-		if len(args) != 1 {
+		if len(rest) != 0 {
 			break
 		}
-		return keygen(stdout, stderr)
-	case "config":
-		if len(args) == 3 && args[1] == "check" {
-			return configCheck(args[2], stdout, stderr)
-		}
+		return keygen(e.stdout, e.stderr)
 	case "kubeconfig":
-		return kubeconfigMain(ctx, args[1:], stdout, stderr, connect)
+		return kubeconfigMain(ctx, rest, e.stdout, e.stderr, e.connect)
+	case "completion":
+		if len(rest) == 1 {
+			return completion(e, rest[0])
+		}
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return exitOK
+		switch {
+		case len(rest) == 0:
+			fmt.Fprint(e.stdout, usageText())
+			return exitOK
+		case len(rest) == 1 && findCommand(rest[0]) != nil:
+			c := findCommand(rest[0])
+			fmt.Fprint(e.stdout, "usage: hostlbctl "+c.synopsis()+"\n\n"+commandHelp(*c))
+			if c.daemon {
+				fmt.Fprint(e.stdout, "\n"+globalOptions)
+			}
+			return exitOK
+		}
+	case "config":
+		rest, err := parseGlobal(rest, &o)
+		if err != nil {
+			return usage(e, err.Error())
+		}
+		switch {
+		case len(rest) == 2 && rest[0] == "check":
+			return configCheck(rest[1], e.stdout, e.stderr)
+		case len(rest) == 1 && rest[0] == "check":
+			return daemonCommand(ctx, e, o, "config check", nil)
+		}
+	default:
+		c := findCommand(cmd)
+		switch {
+		case c == nil && strings.HasPrefix(cmd, "-"):
+			return usage(e, fmt.Sprintf("unknown option %s", cmd))
+		case c == nil || !c.daemon:
+			return usage(e, fmt.Sprintf("unknown command %q", cmd))
+		}
+		rest, err := parseGlobal(rest, &o)
+		if err != nil {
+			return usage(e, err.Error())
+		}
+		for _, a := range rest {
+			if strings.HasPrefix(a, "-") {
+				return usage(e, fmt.Sprintf("unknown option %s", a))
+			}
+		}
+		return daemonCommand(ctx, e, o, cmd, rest)
 	}
-	fmt.Fprintf(stderr, "hostlbctl: bad usage: %q\n\n%s", args, usage)
+	return usage(e, fmt.Sprintf("%q", args))
+}
+
+// usage reports a bad command line (exit 2).
+func usage(e env, msg string) int {
+	fmt.Fprintf(e.stderr, "hostlbctl: bad usage: %s\n\n%s", msg, usageText())
 	return exitUsage
 }
 

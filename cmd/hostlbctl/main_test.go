@@ -51,7 +51,8 @@ func TestUsageAndErrors(t *testing.T) {
 	}{
 		{nil, exitUsage, "usage:"},
 		{[]string{"frobnicate"}, exitUsage, "bad usage"},
-		{[]string{"config", "check"}, exitUsage, "bad usage"},
+		{[]string{"config"}, exitUsage, "bad usage"},
+		{[]string{"config", "check", "a.toml", "b.toml"}, exitUsage, "bad usage"},
 		{[]string{"version"}, exitOK, "hostlbctl "},
 		{[]string{"config", "check", "/nonexistent/hostlb.toml"}, exitError, "/nonexistent/hostlb.toml"},
 	}

@@ -115,8 +115,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// loop. d is set before Run starts them, and OnChange only runs under
 	// Run.
 	var d *daemon.Daemon
-	ring, err := gossip.New(daemon.RingConfig(cfg, log.With("component", "gossip"),
-		func(urgent bool) { d.GossipChanged(urgent) }))
+	// [metrics] (metrics.go): nil when listen is ""; a port in use fails
+	// the start here.
+	met, err := newMetrics(cfg, log)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return exitFail
+	}
+	ring, err := gossip.New(met.ringConfig(daemon.RingConfig(cfg, log.With("component", "gossip"),
+		func(urgent bool) { d.GossipChanged(urgent) })))
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return exitFail
@@ -173,6 +180,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		speaker = bgp.New(bgp.Options{Log: log.With("component", "bgp"), Routes: routes})
 		nodeAddrs = daemon.HostBGPAddrs(log.With("component", "bgp"))
 	}
+	// Last before the daemon: a socket that cannot be created fails the
+	// start at once (control.go).
+	ctl, err := controlSocket(cfg, log, &d)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return exitFail
+	}
 	d, err = daemon.New(daemon.Options{
 		Config:   cfg,
 		Load:     func() (*config.Config, error) { return config.Load(*path) },
@@ -188,6 +202,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 		BGP:          speaker,
 		BGPNodeAddrs: nodeAddrs,
+
+		Components: append(ctl, met.components(&d, l2, ring, kubeSide)...),
+		Observer:   met.observer(),
 	})
 	if err != nil {
 		log.Error("start failed", "err", err)

@@ -41,6 +41,9 @@ bind = "127.0.0.1:GOSSIP_PORT"
 enabled = false
 [metrics]
 listen = ""
+# Not the host's /run/hostlb (control_test.go runs one with a socket).
+[control]
+socket = ""
 # The child runs in the test's own network namespace (as root in CI): it
 # must not answer ARP on the host's interfaces nor add hostlb0 there.
 [l2]

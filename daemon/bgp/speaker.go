@@ -80,6 +80,9 @@ type peerState struct {
 	established int    // how often the session came up
 	lastDown    string // why it last went down
 	bfd         string // "", "down", "init", "up", "admin-down"
+	bfdDowns    int    // how often bfd went from "up" to another state
+	// received and accepted: the peer's Adj-RIB-In (pollReceived).
+	received, accepted uint64
 	// peer is the peer as applied; bfdApplied the BFD settings GoBGP runs
 	// for it now (the zero BFD: off). BFD runs only while the session is
 	// established (pollBFD): FRR 8.4's bgpd replaces its BFD session when

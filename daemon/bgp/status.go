@@ -36,8 +36,14 @@ type PeerStatus struct {
 	// LastDown says why the session last went down ("" if never).
 	LastDown string
 	// BFD is the BFD session state ("up", "down", "init", "admin-down"),
-	// "" when BFD is off for the peer.
-	BFD string
+	// "" when BFD is off for the peer. BFDDowns counts how often it went
+	// from up to another state (a flapping link).
+	BFD      string
+	BFDDowns int
+	// Received and Accepted count the prefixes in the peer's Adj-RIB-In:
+	// all it sent, and those the import policy accepted (0 while the
+	// session is not established). Read from GoBGP every second.
+	Received, Accepted uint64
 }
 
 // Up counts the established sessions.
@@ -63,7 +69,8 @@ func (s *Speaker) Status() Status {
 	out := Status{Advertised: s.advertised, Imported: imported}
 	for a, st := range s.state {
 		out.Peers = append(out.Peers, PeerStatus{Address: a, ASN: st.asn, State: st.state, Since: st.since,
-			Established: st.established, LastDown: st.lastDown, BFD: st.bfd})
+			Established: st.established, LastDown: st.lastDown, BFD: st.bfd, BFDDowns: st.bfdDowns,
+			Received: st.received, Accepted: st.accepted})
 	}
 	slices.SortFunc(out.Peers, func(a, b PeerStatus) int { return a.Address.Compare(b.Address) })
 	return out
@@ -155,14 +162,22 @@ func bfdName(st api.BfdSessionState) string {
 // its session is established and off otherwise (applyBFD), reads the BFD
 // session states and logs every change (GoBGP has no BFD event): a BFD
 // session going down is what makes GoBGP reset the BGP session at once.
+//
+// It also reads the prefixes each peer sent every receivedPoll
+// (pollReceived), so Status never asks GoBGP.
 func (s *Speaker) pollBFD(ctx context.Context, srv *server.BgpServer, g Global) {
 	t := time.NewTicker(s.opts.BFDPoll)
 	defer t.Stop()
+	var counted time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if time.Since(counted) >= receivedPoll {
+			counted = time.Now()
+			s.pollReceived(ctx, srv)
 		}
 		s.applyBFD(ctx, srv, g)
 		seen := map[netip.Addr]string{}
@@ -181,6 +196,9 @@ func (s *Speaker) pollBFD(ctx context.Context, srv *server.BgpServer, g Global) 
 			next := seen[a] // "" once BFD is off for the peer
 			if next != st.bfd {
 				changes = append(changes, change{a, st.bfd, next})
+				if st.bfd == "up" {
+					st.bfdDowns++
+				}
 				st.bfd = next
 			}
 		}
@@ -198,6 +216,38 @@ func (s *Speaker) pollBFD(ctx context.Context, srv *server.BgpServer, g Global) 
 				s.log.Debug("BFD session state", "peer", c.peer, "state", c.next, "was", c.was)
 			}
 		}
+	}
+}
+
+// receivedPoll is how often pollReceived reads the peers' Adj-RIB-In sizes.
+const receivedPoll = time.Second
+
+// pollReceived records how many prefixes each peer sent and how many the
+// import policy accepted (GoBGP's ListPeer without the Adj-RIB-Out, which
+// would walk every advertised path).
+func (s *Speaker) pollReceived(ctx context.Context, srv *server.BgpServer) {
+	type counts struct{ received, accepted uint64 }
+	got := map[netip.Addr]counts{}
+	err := srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		a, err := netip.ParseAddr(p.GetState().GetNeighborAddress())
+		if err != nil {
+			return
+		}
+		var c counts
+		for _, af := range p.GetAfiSafis() {
+			c.received += af.GetState().GetReceived()
+			c.accepted += af.GetState().GetAccepted()
+		}
+		got[a] = c
+	})
+	if err != nil {
+		return // stopping; the next poll reads them again
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a, st := range s.state {
+		c := got[a]
+		st.received, st.accepted = c.received, c.accepted
 	}
 }
 

@@ -366,6 +366,10 @@ func (d *decoder) control(path string, v *node, c *Control) {
 			if !d.str(k, v, &s) {
 				return
 			}
+			if s == "" { // no control socket: hostlbctl cannot reach the daemon
+				c.Socket = ""
+				return
+			}
 			if !filepath.IsAbs(s) || strings.ContainsRune(s, 0) {
 				d.errorf(v.pos, k, "%q is not an absolute path", s)
 				return

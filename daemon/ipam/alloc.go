@@ -28,6 +28,36 @@ func Allocate(pools []Pool, svcs []Service) []Result {
 	return rs
 }
 
+// PoolUsage is one family of one pool after an allocation: how many
+// usable addresses it has and how many of them are held, by any Service
+// (pools may overlap). float64: an IPv6 pool may hold up to 2^128
+// addresses, and a /64 must neither overflow nor cost memory.
+type PoolUsage struct {
+	Pool       string
+	Family     Family
+	Size, Used float64
+}
+
+// AllocateUsage is Allocate, also returning every pool's usage, in the
+// order of pools, IPv4 before IPv6; a family the pool has no usable address
+// of is left out, and so is a pool shadowed by an earlier one of its name.
+func AllocateUsage(pools []Pool, svcs []Service) ([]Result, []PoolUsage) {
+	rs, st := allocate(pools, svcs)
+	var us []PoolUsage
+	for pi := range st.pools {
+		if st.index[st.pools[pi].Name] != pi {
+			continue
+		}
+		for fi, f := range [2]Family{fam4: IPv4, fam6: IPv6} {
+			if st.size[pi][fi] == 0 {
+				continue
+			}
+			us = append(us, PoolUsage{Pool: st.pools[pi].Name, Family: f, Size: st.size[pi][fi], Used: float64(st.held[pi][fi].n)})
+		}
+	}
+	return rs, us
+}
+
 // allocate is Allocate, also returning its state for tests.
 func allocate(pools []Pool, svcs []Service) ([]Result, *state) {
 	st := newState(pools)

@@ -319,3 +319,25 @@ func TestAllocatorReleaseFreesAnIPWhenItsLastHolderGoes(t *testing.T) {
 		t.Errorf("after re-assign: holders %v, usage %v", al.Holders(one), al.Usage("a"))
 	}
 }
+
+// A /64's size is exact enough as a float (2^64) and costs nothing; used
+// counts every held address of a family once, whoever holds it.
+func TestAllocateUsage(t *testing.T) {
+	pools := []Pool{
+		mustPool(t, "dual", true, false, "192.0.2.0/30", "2001:db8::/64"),
+		mustPool(t, "over", true, false, "192.0.2.0-192.0.2.1"),
+	}
+	dual := []Family{IPv4, IPv6}
+	_, got := AllocateUsage(pools, []Service{
+		{Key: "ns/a", Order: 1, Pools: []string{"dual"}, Families: dual, Policy: RequireDualStack},
+		{Key: "ns/b", Order: 2, Pools: []string{"dual"}, Count: 2},
+	})
+	want := []PoolUsage{
+		{Pool: "dual", Family: IPv4, Size: 4, Used: 3},
+		{Pool: "dual", Family: IPv6, Size: 1 << 64, Used: 1},
+		{Pool: "over", Family: IPv4, Size: 2, Used: 2},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("usage (-want +got):\n%s", diff)
+	}
+}

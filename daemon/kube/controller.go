@@ -72,6 +72,13 @@ type IPAM struct {
 	// told remembers, per object and kind of Event, the last message
 	// emitted, so a pass repeats no Event: Events say what changed.
 	told map[string]string
+	// usage, failing and allocFailures are for Status (watches.go): the
+	// pools' usage and the Services with failures as of the last pass
+	// of this node's term (nil and 0 while following), and the
+	// AllocationFailed Events this node emitted.
+	usage         []ipam.PoolUsage
+	failing       int
+	allocFailures uint64
 }
 
 // NewIPAM returns an inert controller; Run starts it.
@@ -233,6 +240,9 @@ func (c *IPAM) lead(ctx context.Context) {
 func (c *IPAM) setLeader(v bool) {
 	c.mu.Lock()
 	c.leader = v
+	if !v {
+		c.usage, c.failing = nil, 0
+	}
 	c.mu.Unlock()
 	c.opts.OnLeader(v)
 	if !v {
@@ -334,7 +344,8 @@ func (c *IPAM) pass(ctx context.Context) error {
 		work = append(work, w)
 		ins = append(ins, in)
 	}
-	results := ipam.Allocate(pools, ins)
+	results, usage := ipam.AllocateUsage(pools, ins)
+	c.noteUsage(usage, results)
 	byKey := make(map[string]*ipam.Result, len(results))
 	for i := range results {
 		byKey[results[i].Key] = &results[i]
@@ -437,6 +448,9 @@ func (c *IPAM) event(ref *corev1.ObjectReference, typ, reason, msg string) {
 	c.mu.Lock()
 	same := c.told[key] == msg
 	c.told[key] = msg
+	if !same && reason == EventAllocationFailed {
+		c.allocFailures++
+	}
 	c.mu.Unlock()
 	if same {
 		return

@@ -82,6 +82,8 @@ type Source struct {
 	// floor holds Services from a quorum LIST (SetFloor) that the watch
 	// has not delivered yet: until it has, Snapshot shows the listed copy.
 	floor map[string]*corev1.Service
+	// watches are each kind's counters for Watches (watches.go).
+	watches map[Kind]*watchStats
 }
 
 // NewSource returns an inert Source; Run starts its informers.
@@ -129,7 +131,10 @@ func NewSource(opts SourceOptions) *Source {
 }
 
 func (s *Source) watch(kind Kind, inf cache.SharedIndexInformer) {
-	notify := func(any) { s.opts.OnChange(kind) }
+	notify := func(any) {
+		s.noteEvent(kind)
+		s.opts.OnChange(kind)
+	}
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    notify,
 		UpdateFunc: func(_, obj any) { notify(obj) },
@@ -212,6 +217,7 @@ func (s *Source) watchError(kind Kind, err error) {
 	key := string(kind) + "\x00" + err.Error()
 	now := s.now()
 	s.mu.Lock()
+	s.watchLocked(kind).restarts++
 	last, seen := s.watchEr[key]
 	if seen && now.Sub(last) < time.Minute {
 		s.mu.Unlock()

@@ -45,6 +45,10 @@ type Loop struct {
 	MaxPace    time.Duration
 	// Now is the clock; tests may replace it before Run.
 	Now func() time.Time
+	// OnPass, if set before Run, is told after every pass how long it ran
+	// and its error; a pass cut short by Run's ctx is not reported. It
+	// runs on the loop's goroutine and must not block (metrics).
+	OnPass func(took time.Duration, err error)
 
 	dirty     chan struct{} // capacity 1: a pending pass
 	paced     chan struct{} // capacity 1: a pending pass that may wait
@@ -185,6 +189,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil // stopping: a pass cut short by cancellation is no failure
 		default:
+		}
+		if l.OnPass != nil {
+			l.OnPass(took, err)
 		}
 		if err != nil {
 			backoff = min(max(2*backoff, l.MinBackoff), l.MaxBackoff)

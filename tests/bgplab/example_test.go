@@ -30,15 +30,21 @@ type exampleEdit struct {
 }
 
 // exampleEdits are every change to configs/examples/bgp.toml for node n:
-// the gossip key's path (the lab's, not the host's /etc/hostlb), and
-// [node] name on the nodes after the first ("only [node] differs", says
-// the file). Everything else — the join addresses, the router's address
-// and AS, the timers, BFD, the VIPs, the health check — runs as shipped.
+// the gossip key's path (the lab's, not the host's /etc/hostlb), the
+// control socket's (the three daemons share one file system, and the
+// host's /run/hostlb), and [node] name on the nodes after the first
+// ("only [node] differs", says the file). Everything else — the join
+// addresses, the router's address and AS, the timers, BFD, the VIPs, the
+// health check — runs as shipped.
 func exampleEdits(n *Node, keyFile string) []exampleEdit {
 	edits := []exampleEdit{{
 		old: `secret_key_file = "/etc/hostlb/gossip.key"`,
 		new: fmt.Sprintf("secret_key_file = %q", keyFile),
 		why: "the lab's gossip key, not the host's",
+	}, {
+		old: "[kubernetes]\n",
+		new: fmt.Sprintf("[control]\nsocket = %q\n\n[kubernetes]\n", filepath.Join(n.Dir, "hostlb.sock")),
+		why: "each node its own control socket, not the host's",
 	}}
 	if n.Index > 0 {
 		edits = append(edits, exampleEdit{

@@ -65,6 +65,9 @@ type Options struct {
 	LogDir string
 	// LogLevel is hostlbd's [log].level; default "info".
 	LogLevel string
+	// MetricsPort, when set, makes hostlbd serve [metrics] on the node's
+	// address at this port (HostLB only; Node.MetricsAddr). 0: off.
+	MetricsPort int
 }
 
 // Cluster is a lab of a client and nodes on one bridge, with a TCP
@@ -290,7 +293,7 @@ profile = "fast"
 enabled = false
 
 [metrics]
-listen = ""
+listen = %q
 
 [control]
 socket = %q
@@ -300,7 +303,7 @@ name = "web"
 addresses = [%s]
 local = true
 `, n.Name, c.opts.LogLevel, netip.AddrPortFrom(n.Addr, gossipPort).String(), strings.Join(join, ", "),
-		filepath.Join(n.dir, "hostlb.sock"), strings.Join(addrs, ", "))
+		n.MetricsAddr(), filepath.Join(n.dir, "hostlb.sock"), strings.Join(addrs, ", "))
 	path := filepath.Join(n.dir, "hostlb.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		c.tb.Fatal(err)
@@ -309,6 +312,24 @@ local = true
 		c.tb.Fatalf("failover: hostlbd rejects %s: %v\n%s", path, err, out)
 	}
 	return []string{c.opts.Hostlbd, "--config", path}
+}
+
+// MetricsAddr is where n's hostlbd serves [metrics] (Options.MetricsPort),
+// "" when it does not.
+func (n *Node) MetricsAddr() string {
+	if n.c.opts.MetricsPort == 0 {
+		return ""
+	}
+	return netip.AddrPortFrom(n.Addr, uint16(n.c.opts.MetricsPort)).String()
+}
+
+// PID is the process ID of n's running daemon, 0 when none runs.
+func (n *Node) PID() int {
+	p := n.current()
+	if p == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 // keepalivedArgs writes a VRRP instance with advert_int 1 and otherwise

@@ -27,6 +27,7 @@ type daemon struct {
 	name    string   // [node] name; default the node's
 	join    []string // [gossip] join; default every other node of the cluster
 	l2      string   // an [l2] section, written as is; default none
+	metrics string   // [metrics] listen; default "" (off)
 	dir     string
 	keyFile string
 	logPath string
@@ -117,14 +118,14 @@ profile = "fast"
 %s[kubernetes]
 enabled = false
 [metrics]
-listen = ""
+listen = %q
 [control]
 socket = %q
 [[vip]]
 name = "web"
 addresses = [%s]
 local = true
-`, name, netip.AddrPortFrom(n.Addr, 7947).String(), strings.Join(join, ", "), d.l2,
+`, name, netip.AddrPortFrom(n.Addr, 7947).String(), strings.Join(join, ", "), d.l2, d.metrics,
 		filepath.Join(d.dir, "hostlb.sock"), strings.Join(addrs, ", "))
 	path := filepath.Join(d.dir, "hostlb.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {

@@ -8,8 +8,10 @@ set -euo pipefail
 # build: make; packages: lintian rpm dpkg-dev; systemd tests: systemd
 # (systemd-analyze) systemd-container (systemd-nspawn) debootstrap util-linux
 # (nsenter) procps; network lab: iproute2 iputils-ping arping ndisc6 bird2 frr
-# keepalived tcpdump nftables (gossip partitions); failover benchmark plot: gnuplot-nox.
-pkgs=(make ca-certificates xz-utils zstd
+# keepalived tcpdump nftables (gossip partitions); failover benchmark plot: gnuplot-nox;
+# hostlbctl's completion scripts: zsh fish (their syntax is checked); the man
+# pages are rendered with man-db's man(1).
+pkgs=(make ca-certificates xz-utils zstd zsh fish man-db
 	lintian rpm dpkg-dev
 	systemd systemd-container debootstrap util-linux procps
 	iproute2 iputils-ping arping ndisc6 bird2 frr keepalived tcpdump nftables

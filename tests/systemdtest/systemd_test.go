@@ -181,6 +181,14 @@ func TestDebUnderSystemd(t *testing.T) {
 		t.Logf("running: MainPID=%s StatusText=%q", pid, p["StatusText"])
 	})
 
+	step("hostlbctl as a member of hostlb-admin, not as anyone", func(t *testing.T) {
+		checkControlSocket(ctx, t, m) // control_test.go
+	})
+
+	step("metrics, health and readiness on the default address", func(t *testing.T) {
+		checkMetricsEndpoint(ctx, t, m) // metrics_test.go
+	})
+
 	step("journal has structured fields", func(t *testing.T) {
 		started := wait(t, "", Message("hostlbd started"))
 		if started["NODE"] != "nspawn-node" || started["VERSION"] == "" {
@@ -268,6 +276,7 @@ func TestDebUnderSystemd(t *testing.T) {
 			t.Errorf("after stop: ActiveState=%s Result=%s ExecMainStatus=%s, want inactive success 0",
 				p["ActiveState"], p["Result"], p["ExecMainStatus"])
 		}
+		checkControlSocketGone(ctx, t, m)
 	})
 
 	step("reinstall while stopped does not start", func(t *testing.T) {
