@@ -27,7 +27,13 @@ type Kind string
 const (
 	HostLB     Kind = "hostlb"
 	Keepalived Kind = "keepalived"
+	// KeepalivedTuned is keepalived as people who care about failover run
+	// it: VRRPv3 with 0.1 s adverts (master down after ~0.35 s).
+	KeepalivedTuned Kind = "keepalived-tuned"
 )
+
+// IsKeepalived reports whether k is keepalived, as shipped or tuned.
+func (k Kind) IsKeepalived() bool { return k == Keepalived || k == KeepalivedTuned }
 
 // Defaults of [Options].
 var (
@@ -238,7 +244,7 @@ func (n *Node) Start() {
 	switch c.opts.Kind {
 	case HostLB:
 		argv = n.hostlbdArgs()
-	case Keepalived:
+	case Keepalived, KeepalivedTuned:
 		argv = n.keepalivedArgs()
 	default:
 		c.tb.Fatalf("failover: unknown kind %q", c.opts.Kind)
@@ -333,24 +339,31 @@ func (n *Node) PID() int {
 }
 
 // keepalivedArgs writes a VRRP instance with advert_int 1 and otherwise
-// keepalived's defaults (preempt, VRRPv2, 5 GARPs on becoming master).
+// keepalived's defaults (preempt, VRRPv2, 5 GARPs on becoming master) —
+// or, tuned, VRRPv3 with advert_int 0.1 (master down after 3 × 0.1 s plus
+// the skew time, ~0.35 s for these priorities).
 func (n *Node) keepalivedArgs() []string {
 	c := n.c
+	version, advert := "2", "1"
+	if c.opts.Kind == KeepalivedTuned {
+		version, advert = "3", "0.1"
+	}
 	cfg := fmt.Sprintf(`# written by tests/failover
 global_defs {
     router_id %s
+    vrrp_version %s
 }
 
 vrrp_instance web {
     interface eth0
     virtual_router_id 51
     priority %d
-    advert_int 1
+    advert_int %s
     virtual_ipaddress {
         %s
     }
 }
-`, n.Name, n.Prio, c.opts.VIPs[0])
+`, n.Name, version, n.Prio, advert, c.opts.VIPs[0])
 	path := filepath.Join(n.dir, "keepalived.conf")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		c.tb.Fatal(err)
@@ -460,7 +473,7 @@ func (n *Node) wait(p *proc, d time.Duration) {
 // starts again. After a graceful stop it just starts the daemon.
 func (n *Node) Restore() {
 	n.c.tb.Helper()
-	if n.c.opts.Kind == Keepalived {
+	if n.c.opts.Kind.IsKeepalived() {
 		out, _ := n.NS.Run("ip", "-o", "-4", "addr", "show", "dev", "eth0")
 		for _, v := range n.c.opts.VIPs {
 			if strings.Contains(out, " "+v.String()+"/") {
@@ -475,7 +488,7 @@ func (n *Node) Restore() {
 // keepalivedChildren returns the PIDs of keepalived's VRRP child, from its
 // pid file; nil for hostlbd.
 func (n *Node) keepalivedChildren() []int {
-	if n.c.opts.Kind != Keepalived {
+	if !n.c.opts.Kind.IsKeepalived() {
 		return nil
 	}
 	b, err := os.ReadFile(filepath.Join(n.dir, "vrrp.pid"))

@@ -136,7 +136,7 @@ func (c *Cluster) steadyOnce(p *Probers, vip netip.Addr) (*Node, string) {
 		}
 	}
 	vips := c.opts.VIPs
-	if c.opts.Kind == Keepalived {
+	if c.opts.Kind.IsKeepalived() {
 		vips = vips[:1]
 	}
 	var owner *Node
@@ -163,7 +163,7 @@ func (c *Cluster) steadyOnce(p *Probers, vip netip.Addr) (*Node, string) {
 		if want := min(len(vips), len(c.Nodes)); len(distinct) != want {
 			return nil, fmt.Sprintf("%d addresses on %d nodes, want %d", len(vips), len(distinct), want)
 		}
-	case Keepalived:
+	case Keepalived, KeepalivedTuned:
 		if owner != c.Nodes[0] {
 			return nil, fmt.Sprintf("%s owned by %s, want the highest priority %s", vip, owner.Name, c.Nodes[0].Name)
 		}

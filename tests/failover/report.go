@@ -131,8 +131,11 @@ func Plot(png, dataDir string, scs []*Scenario) error {
 				panel = 1
 			}
 			color := "#1f77b4" // hostlb blue
-			if sc.Kind == Keepalived {
-				color = "#d62728"
+			switch sc.Kind {
+			case Keepalived:
+				color = "#d62728" // red
+			case KeepalivedTuned:
+				color = "#ff7f0e" // orange
 			}
 			dash := 1
 			if i == 1 {
@@ -144,7 +147,7 @@ func Plot(png, dataDir string, scs []*Scenario) error {
 	}
 	script := fmt.Sprintf(`set terminal pngcairo noenhanced size 1400,560 font "DejaVu Sans,11"
 set output %q
-set multiplot layout 1,2 title "VIP failover seen by a client probing every 10 ms, 3 nodes: hostlb vs keepalived (VRRP, advert_int 1)\nARP: last reply of the old owner to the first of the new; TCP: to the first connect the new owner served"
+set multiplot layout 1,2 title "VIP failover seen by a client probing every 10 ms, 3 nodes: hostlb vs keepalived as shipped (VRRPv2, advert_int 1) and tuned (VRRPv3, advert_int 0.1)\nARP: last reply of the old owner to the first of the new; TCP: to the first connect the new owner served"
 set logscale x 10
 set xrange [1:20000]
 set yrange [0:1.02]

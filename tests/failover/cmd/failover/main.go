@@ -25,7 +25,7 @@ func main() {
 	var (
 		hostlbd  = flag.String("hostlbd", "", "hostlbd binary (default: go build it)")
 		reps     = flag.Int("reps", 30, "repetitions of each fault")
-		kinds    = flag.String("kinds", "hostlb,keepalived", "implementations to measure, comma separated")
+		kinds    = flag.String("kinds", "hostlb,keepalived,keepalived-tuned", "implementations to measure, comma separated")
 		faults   = flag.String("faults", "crash,graceful", "faults to measure, comma separated")
 		out      = flag.String("out", filepath.Join(os.TempDir(), "hostlb-failover"), "directory for the CSV, plot data, daemon logs and the built hostlbd")
 		png      = flag.String("png", "docs/failover.png", "the CDF plot; the timeline goes beside it as <name>-timeline.png (\"\" for none)")
@@ -167,6 +167,22 @@ func logRep(r failover.Result, reps int) {
 		r.Kind, r.Fault, r.Rep, reps, r.Old, r.New, ms(r.ARP), ms(r.TCP), r.FailedConnects, r.Connects, overlap)
 }
 
+// ratio prints keepalived kind kk's times over hostlb's for fault f.
+func ratio(w *os.File, f failover.Fault, kk failover.Kind, h, k *failover.Scenario) {
+	ha, ht := h.Times()
+	ka, kt := k.Times()
+	sha, sht, ska, skt := failover.Summarize(ha), failover.Summarize(ht), failover.Summarize(ka), failover.Summarize(kt)
+	if sha.N == 0 || ska.N == 0 || sha.P50 <= 0 || sha.P99 <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "- %s: %s/hostlb ratio, ARP p50 %.2f×, p99 %.2f×", f, kk,
+		float64(ska.P50)/float64(sha.P50), float64(ska.P99)/float64(sha.P99))
+	if sht.P50 > 0 && sht.P99 > 0 && skt.N > 0 {
+		fmt.Fprintf(w, "; TCP p50 %.2f×, p99 %.2f×", float64(skt.P50)/float64(sht.P50), float64(skt.P99)/float64(sht.P99))
+	}
+	fmt.Fprintln(w)
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func report(w *os.File, scs []*failover.Scenario, took time.Duration) {
@@ -182,20 +198,12 @@ func report(w *os.File, scs []*failover.Scenario, took time.Duration) {
 		return nil
 	}
 	for _, f := range []failover.Fault{failover.Crash, failover.Graceful} {
-		h, k := find(failover.HostLB, f), find(failover.Keepalived, f)
-		if h == nil || k == nil {
-			continue
-		}
-		ha, ht := h.Times()
-		ka, kt := k.Times()
-		sha, sht, ska, skt := failover.Summarize(ha), failover.Summarize(ht), failover.Summarize(ka), failover.Summarize(kt)
-		if sha.N > 0 && ska.N > 0 && sha.P50 > 0 && sha.P99 > 0 {
-			fmt.Fprintf(w, "- %s: keepalived/hostlb ratio, ARP p50 %.1f×, p99 %.1f×", f,
-				float64(ska.P50)/float64(sha.P50), float64(ska.P99)/float64(sha.P99))
-			if sht.P50 > 0 && sht.P99 > 0 && skt.N > 0 {
-				fmt.Fprintf(w, "; TCP p50 %.1f×, p99 %.1f×", float64(skt.P50)/float64(sht.P50), float64(skt.P99)/float64(sht.P99))
+		for _, kk := range []failover.Kind{failover.Keepalived, failover.KeepalivedTuned} {
+			h, k := find(failover.HostLB, f), find(kk, f)
+			if h == nil || k == nil {
+				continue
 			}
-			fmt.Fprintln(w)
+			ratio(w, f, kk, h, k)
 		}
 	}
 	if h := find(failover.HostLB, failover.Crash); h != nil {
