@@ -160,8 +160,12 @@ func trafficRound(t *testing.T, nodes []string, owners, heirs map[netip.Addr]str
 	for n, m := range ms {
 		s := m.h.Stats()
 		dt, db := s.Ticks-m.ticks0, s.SentBeats-m.sentBeat0
-		if db != dt*uint64(len(m.targets)) {
-			t.Errorf("%s: %d heartbeats in %d rounds to %d targets, want exactly one per target and round", n, db, dt, len(m.targets))
+		// The two counters are read apart, so a round in progress at
+		// either reading may count in one and not the other: one round's
+		// worth of slack, against the 1,000s a per-IP design would send.
+		nt := uint64(len(m.targets))
+		if want := dt * nt; db+nt < want || db > want+nt {
+			t.Errorf("%s: %d heartbeats in %d rounds to %d targets, want one per target and round (%d, ± one round)", n, db, dt, nt, want)
 		}
 		// Watch-only requests go to watched nodes that are not targets,
 		// each about once a second (every 25 rounds) once heard.
