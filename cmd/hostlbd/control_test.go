@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,37 +36,7 @@ func TestControlSocket(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "hostlb.toml")
 	cfgText := strings.Replace(goodConfig(t), `socket = ""`, fmt.Sprintf("socket = %q", socket), 1)
 	writeFile(t, cfgPath, cfgText)
-	notify, sock := listenNotify(t)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "HOSTLBD_TEST_AS_MAIN=1", "NOTIFY_SOCKET="+sock)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill() // only the child this test started
-			_ = cmd.Wait()
-		}
-	})
-	logs := &lockedLines{}
-	logs.cond = sync.NewCond(&logs.mu)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logs.mu.Lock()
-			logs.lines = append(logs.lines, sc.Text())
-			logs.mu.Unlock()
-			logs.cond.Broadcast()
-		}
-	}()
+	cmd, notify, logs := startChild(t, cfgPath)
 	notify.expect(t, "READY=1")
 	logs.waitFor(t, "removed the socket file a previous run left")
 
@@ -157,18 +124,5 @@ func TestControlSocketBusyFailsStart(t *testing.T) {
 	defer busy.Close()
 	cfgPath := filepath.Join(dir, "hostlb.toml")
 	writeFile(t, cfgPath, strings.Replace(goodConfig(t), `socket = ""`, fmt.Sprintf("socket = %q", socket), 1))
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "HOSTLBD_TEST_AS_MAIN=1")
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != exitFail {
-		t.Fatalf("exit %v, want %d:\n%s", err, exitFail, out)
-	}
-	if !strings.Contains(string(out), socket) || !strings.Contains(string(out), "already accepts connections") {
-		t.Errorf("the error does not name the socket and the cause:\n%s", out)
-	}
+	expectStartFailure(t, cfgPath, socket, "already accepts connections")
 }

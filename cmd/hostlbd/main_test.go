@@ -154,6 +154,17 @@ func listenNotify(t *testing.T) (*notifySocket, string) {
 
 func (s *notifySocket) expect(t *testing.T, want string) {
 	t.Helper()
+	s.expectFunc(t, want, func(m string) bool { return m == want })
+}
+
+// expectPrefix is expect for a message that starts with prefix.
+func (s *notifySocket) expectPrefix(t *testing.T, prefix string) {
+	t.Helper()
+	s.expectFunc(t, prefix+"…", func(m string) bool { return strings.HasPrefix(m, prefix) })
+}
+
+func (s *notifySocket) expectFunc(t *testing.T, want string, match func(string) bool) {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		select {
@@ -161,7 +172,7 @@ func (s *notifySocket) expect(t *testing.T, want string) {
 			if !ok {
 				t.Fatalf("notify socket closed before %q", want)
 			}
-			if m == want {
+			if match(m) {
 				return
 			}
 		case <-deadline:
@@ -197,19 +208,25 @@ func (l *lockedLines) waitFor(t *testing.T, substr string) {
 	}
 }
 
-func TestSignals(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "hostlb.toml")
-	cfgText := goodConfig(t)
-	writeFile(t, cfgPath, cfgText)
-	notify, sock := listenNotify(t)
-
+// childCmd runs this test binary as hostlbd with the config at cfgPath.
+func childCmd(t *testing.T, cfgPath string) *exec.Cmd {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "HOSTLBD_TEST_AS_MAIN=1", "NOTIFY_SOCKET="+sock)
+	cmd.Env = append(os.Environ(), "HOSTLBD_TEST_AS_MAIN=1")
+	return cmd
+}
+
+// startChild starts hostlbd (childCmd) under a notify socket and collects
+// its stderr lines; the child is killed at cleanup if it still runs.
+func startChild(t *testing.T, cfgPath string) (*exec.Cmd, *notifySocket, *lockedLines) {
+	t.Helper()
+	notify, sock := listenNotify(t)
+	cmd := childCmd(t, cfgPath)
+	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+sock)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -234,8 +251,37 @@ func TestSignals(t *testing.T) {
 			logs.cond.Broadcast()
 		}
 	}()
+	return cmd, notify, logs
+}
+
+// expectStartFailure runs hostlbd with cfgPath and wants exit exitFail
+// with every one of want in its output.
+func expectStartFailure(t *testing.T, cfgPath string, want ...string) {
+	t.Helper()
+	out, err := childCmd(t, cfgPath).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFail {
+		t.Fatalf("exit %v, want %d:\n%s", err, exitFail, out)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("the error does not say %q:\n%s", w, out)
+		}
+	}
+}
+
+func TestSignals(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "hostlb.toml")
+	cfgText := goodConfig(t)
+	writeFile(t, cfgPath, cfgText)
+	cmd, notify, logs := startChild(t, cfgPath)
 
 	notify.expect(t, "READY=1")
+	// The daemon takes SIGHUP as a reload framed by RELOADING=1 only once it
+	// has marked itself ready, just after READY=1; its first running STATUS
+	// comes after that.
+	notify.expectPrefix(t, "STATUS=running")
 	logs.waitFor(t, `"msg":"hostlbd started"`)
 
 	// SIGHUP with a broken file: reload brackets, old config kept, error logged.

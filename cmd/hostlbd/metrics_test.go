@@ -1,13 +1,11 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,20 +25,7 @@ func TestMetricsPortBusyFailsStart(t *testing.T) {
 	addr := busy.Addr().String()
 	cfgPath := filepath.Join(t.TempDir(), "hostlb.toml")
 	writeFile(t, cfgPath, strings.Replace(goodConfig(t), "[metrics]\nlisten = \"\"", fmt.Sprintf("[metrics]\nlisten = %q", addr), 1))
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "HOSTLBD_TEST_AS_MAIN=1")
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != exitFail {
-		t.Fatalf("exit %v, want %d:\n%s", err, exitFail, out)
-	}
-	if !strings.Contains(string(out), addr) || !strings.Contains(string(out), "address already in use") {
-		t.Errorf("the error does not name the address and the cause:\n%s", out)
-	}
+	expectStartFailure(t, cfgPath, addr, "address already in use")
 }
 
 // A running hostlbd serves /healthz, /readyz and /metrics on [metrics]
@@ -54,12 +39,7 @@ func TestMetricsServed(t *testing.T) {
 	ln.Close()
 	cfgPath := filepath.Join(t.TempDir(), "hostlb.toml")
 	writeFile(t, cfgPath, strings.Replace(goodConfig(t), "[metrics]\nlisten = \"\"", fmt.Sprintf("[metrics]\nlisten = %q", addr), 1))
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "HOSTLBD_TEST_AS_MAIN=1")
+	cmd := childCmd(t, cfgPath)
 	logs := &syncBuf{}
 	cmd.Stdout, cmd.Stderr = io.Discard, logs
 	if err := cmd.Start(); err != nil {
