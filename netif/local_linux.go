@@ -398,16 +398,9 @@ func (l *LocalAddrs) handle() (*netlink.Handle, error) {
 // removeStaleLink deletes hostlb0 when an earlier run left addresses on
 // it: one link deletion instead of one slow address deletion each.
 func (l *LocalAddrs) removeStaleLink(h *netlink.Handle) error {
-	link, err := h.LinkByName(l.opts.LinkName)
-	if isNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("find %s: %w", l.opts.LinkName, err)
-	}
-	addrs, err := redump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
-	if err != nil {
-		return fmt.Errorf("list addresses of %s: %w", l.opts.LinkName, err)
+	link, addrs, err := l.linkAddrList(h)
+	if link == nil || err != nil {
+		return err
 	}
 	stale := 0
 	for _, a := range addrs {
@@ -693,20 +686,30 @@ func (l *LocalAddrs) ensureLink(h *netlink.Handle) (netlink.Link, error) {
 	return link, nil
 }
 
+// linkAddrList returns the manager's link and its addresses; a nil link
+// and no error when the link does not exist.
+func (l *LocalAddrs) linkAddrList(h *netlink.Handle) (netlink.Link, []netlink.Addr, error) {
+	link, err := h.LinkByName(l.opts.LinkName)
+	if isNotFound(err) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("find %s: %w", l.opts.LinkName, err)
+	}
+	addrs, err := redump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("list addresses of %s: %w", l.opts.LinkName, err)
+	}
+	return link, addrs, nil
+}
+
 // clearLink deletes the link on Close, unless it holds an address neither
 // link-local nor the manager's: then it removes only the manager's. Called
 // with mu held, after the worker stopped.
 func (l *LocalAddrs) clearLink(h *netlink.Handle) error {
-	link, err := h.LinkByName(l.opts.LinkName)
-	if isNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("find %s: %w", l.opts.LinkName, err)
-	}
-	addrs, err := redump(func() ([]netlink.Addr, error) { return h.AddrList(link, netlink.FAMILY_ALL) })
-	if err != nil {
-		return fmt.Errorf("list addresses of %s: %w", l.opts.LinkName, err)
+	link, addrs, err := l.linkAddrList(h)
+	if link == nil || err != nil {
+		return err
 	}
 	var foreign []string
 	for _, a := range addrs {
