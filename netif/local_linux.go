@@ -54,7 +54,9 @@ var arpSysctls = []struct {
 //     traffic. It is one FIB insert (tens of microseconds, also with
 //     10,000 VIPs), so the outputs that wait for it (an ARP answer, a BGP
 //     advertisement) wait for nothing else;
-//   - in the background, as an address on the hostlb0 link (a dummy link,
+//   - as an address on the hostlb0 link — at once too when a pass changes
+//     at most inlineAddrs VIPs (a failover, a handover), in the background
+//     otherwise — (a dummy link,
 //     or an ifb link where the kernel has no dummy driver; both are NOARP
 //     and never receive frames), so that `ip addr` shows it and programs
 //     can bind() to it: IPv6 bind() needs an address, a route is not
@@ -151,6 +153,7 @@ func (l *LocalAddrs) Add(ip netip.Addr) error {
 		l.log.Info("added local VIP", "vip", ip)
 		l.held[ip] = true
 		l.ours[ip] = true
+		l.addrsInline()
 	}
 	l.changed()
 	return nil
@@ -176,6 +179,7 @@ func (l *LocalAddrs) Remove(ip netip.Addr) error {
 	}
 	delete(l.held, ip)
 	l.log.Info("removed local VIP", "vip", ip)
+	l.addrsInline()
 	l.changed()
 	return nil
 }
@@ -214,6 +218,7 @@ func (l *LocalAddrs) Sync(want []netip.Addr) error {
 		return fmt.Errorf("sync local VIPs: %w", err)
 	}
 	var errs []error
+	changes := 0
 	have := make(map[netip.Addr]bool, len(routes))
 	for _, r := range routes {
 		ip := routeDst(r)
@@ -230,6 +235,7 @@ func (l *LocalAddrs) Sync(want []netip.Addr) error {
 			l.log.Info("removed local VIP", "vip", ip)
 		}
 		delete(l.held, ip)
+		changes++
 	}
 	for ip := range l.held {
 		if !wantSet[ip] {
@@ -251,11 +257,29 @@ func (l *LocalAddrs) Sync(want []netip.Addr) error {
 		}
 		l.held[ip] = true
 		l.ours[ip] = true
+		changes++
+	}
+	if changes > 0 && changes <= inlineAddrs {
+		l.addrsInline()
 	}
 	// Every pass also lets the worker repair hostlb0 (a downed link, an
 	// address removed behind the manager's back).
 	l.changed()
 	return errors.Join(errs...)
+}
+
+// inlineAddrs: a change of at most this many VIPs (a failover, a handover)
+// updates hostlb0's addresses before Sync returns, as they were before the
+// routes came, so the kernel's view of the VIP changes once per pass; the
+// worker takes the larger ones (and repairs what this misses).
+const inlineAddrs = 64
+
+// addrsInline brings hostlb0's addresses to held at once; a failure is
+// left to the worker, which retries. Called with mu held.
+func (l *LocalAddrs) addrsInline() {
+	if err := l.syncAddrs(l.h, l.held); err != nil && !errors.Is(err, errStopped) {
+		l.log.Debug("local VIP addresses not all in place yet; the worker retries", "err", err)
+	}
 }
 
 // Addrs implements AddrManager: the VIPs the node accepts traffic for.
