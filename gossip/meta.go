@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/netip"
 	"slices"
 
@@ -103,6 +104,11 @@ type Meta struct {
 	// Member.AnnouncedGen equal to it means the receiver holds that set.
 	AnnounceGen   uint64
 	AnnounceCount int
+	// HeartbeatPort is the UDP port of the node's heartbeat (package
+	// heartbeat) on its gossip address's IP; 0 when it runs none (the lan
+	// and wan profiles, or a build before the heartbeat). Fixed for the
+	// ring's life.
+	HeartbeatPort uint16
 }
 
 // CheckMeta returns the error New or SetLabels would return for metadata
@@ -116,13 +122,17 @@ func CheckMeta(m Meta) error {
 //
 //	format(1) uvarint(Gen) health(1) flags(1) uvarint(AnnounceGen) uvarint(AnnounceCount)
 //	string(Version) uvarint(len(Labels)) {string(key) string(value)} sorted by key
-//	uvarint(0)
+//	uvarint(0) uvarint(HeartbeatPort)
 //
 // where string is uvarint(len) followed by the bytes, and flags bit 0 is
 // Leaving. The final zero is a retired field: earlier builds sent there the
 // names of the VIPs failing their health check, which now travel with the
 // announced set (exclusions, see doc.go). It stays, always an empty list,
 // so that such a build reads "none" rather than a later field as names.
+// HeartbeatPort was added after it within format 1: earlier builds ignore
+// it as trailing bytes, and meta that ends before it reads as 0 (no
+// heartbeat). Bytes after the last field are ignored, so later fields can
+// follow the same way.
 func encodeMeta(m Meta) ([]byte, error) {
 	b := []byte{formatV1}
 	b = binary.AppendUvarint(b, m.Gen)
@@ -141,6 +151,7 @@ func encodeMeta(m Meta) ([]byte, error) {
 		b = appendString(b, m.Labels[k])
 	}
 	b = binary.AppendUvarint(b, 0) // retired: failing VIPs' names
+	b = binary.AppendUvarint(b, uint64(m.HeartbeatPort))
 	if len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("node metadata is %d bytes, memberlist allows %d: shorten the labels or the version", len(b), memberlist.MetaMaxSize)
 	}
@@ -178,6 +189,13 @@ func decodeMeta(b []byte) (Meta, error) {
 	if d.err == nil && len(d.b) > 0 {
 		for range d.items(1, memberlist.MetaMaxSize) {
 			d.string()
+		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		if p := d.uvarint(); p <= math.MaxUint16 {
+			m.HeartbeatPort = uint16(p)
+		} else if d.err == nil {
+			d.err = fmt.Errorf("heartbeat port %d is not a port", p)
 		}
 	}
 	if d.err != nil {

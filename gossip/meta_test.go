@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"encoding/binary"
 	"log/slog"
 	"maps"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -20,6 +22,8 @@ func TestMetaRoundTrip(t *testing.T) {
 		{},
 		{Gen: 1 << 62, Version: "v1.2.3", Labels: map[string]string{"rack": "a1", "zone": ""}, Health: HealthDraining, Leaving: true, AnnounceGen: 99, AnnounceCount: 3000},
 		{Gen: 7, Labels: map[string]string{"rack": "a1"}},
+		{Gen: 8, HeartbeatPort: 7948},
+		{Gen: 9, HeartbeatPort: 65535, Leaving: true},
 	} {
 		b, err := encodeMeta(m)
 		if err != nil {
@@ -64,17 +68,43 @@ func TestMetaRetiredUnhealthyList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b[len(b)-1] != 0 {
-		t.Fatalf("meta does not end with the retired empty list: % x", b)
+	if !bytes.HasSuffix(b, []byte{0, 0}) {
+		t.Fatalf("meta does not end with the retired empty list and heartbeat port 0: % x", b)
 	}
-	old := appendString(appendString(binary.AppendUvarint(slices.Clone(b[:len(b)-1]), 2), "api"), "web")
+	old := appendString(appendString(binary.AppendUvarint(slices.Clone(b[:len(b)-2]), 2), "api"), "web")
 	got, err := decodeMeta(old)
 	if err != nil || !cmp.Equal(got, m) {
 		t.Errorf("an earlier build's meta: %+v, %v; want %+v", got, err, m)
 	}
 	// A list that its bytes cannot hold is corrupt.
-	if _, err := decodeMeta(append(slices.Clone(b[:len(b)-1]), 0x7f)); err == nil {
+	if _, err := decodeMeta(append(slices.Clone(b[:len(b)-2]), 0x7f)); err == nil {
 		t.Error("a retired list of 127 names in 0 bytes: no error")
+	}
+}
+
+// HeartbeatPort came after the retired list within format 1: meta that
+// ends before it (every earlier build's) has no heartbeat, and a value
+// that is no port is corrupt.
+func TestMetaHeartbeatPort(t *testing.T) {
+	m := Meta{Gen: 9, Version: "v", HeartbeatPort: 7948}
+	b, err := encodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withoutPort := Meta{Gen: 9, Version: "v"}
+	old, err := encodeMeta(withoutPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old = old[:len(old)-1] // an earlier build ended with the retired list
+	if got, err := decodeMeta(old); err != nil || !cmp.Equal(got, withoutPort) {
+		t.Errorf("an earlier build's meta: %+v, %v; want port 0", got, err)
+	}
+	if got, err := decodeMeta(b); err != nil || got.HeartbeatPort != 7948 {
+		t.Errorf("port: %+v, %v", got, err)
+	}
+	if _, err := decodeMeta(binary.AppendUvarint(slices.Clone(old), 1<<16)); err == nil {
+		t.Error("heartbeat port 65536: no error")
 	}
 }
 
@@ -317,5 +347,28 @@ func TestEventUrgent(t *testing.T) {
 	// IP: as urgent as a change of health.
 	if !(Event{Kind: EventAnnounced, Exclusions: true}).Urgent() {
 		t.Error("announced set with new exclusions: not urgent")
+	}
+}
+
+func TestDetectionBound(t *testing.T) {
+	for _, c := range []struct {
+		profile string
+		n       int
+		want    time.Duration
+	}{
+		{ProfileFast, 3, 900 * time.Millisecond},
+		{ProfileFast, 10, 900 * time.Millisecond},
+		{"", 0, 900 * time.Millisecond},
+		{"nope", 3, 0},
+	} {
+		if got := DetectionBound(c.profile, c.n); got != c.want {
+			t.Errorf("DetectionBound(%q, %d) = %v, want %v", c.profile, c.n, got, c.want)
+		}
+	}
+	if got := DetectionBound(ProfileFast, 20); got < 1050*time.Millisecond || got > 1100*time.Millisecond {
+		t.Errorf("fast, 20 members: %v, want ≈ 1.08 s", got)
+	}
+	if DetectionBound(ProfileLAN, 3) <= DetectionBound(ProfileFast, 3) {
+		t.Error("lan is not slower than fast")
 	}
 }

@@ -113,7 +113,7 @@ func (ev Event) Urgent() bool {
 func setOnly(a, b Meta) bool {
 	a.Gen, a.AnnounceGen, a.AnnounceCount = b.Gen, b.AnnounceGen, b.AnnounceCount
 	return a.Version == b.Version && a.Health == b.Health && a.Leaving == b.Leaving &&
-		maps.Equal(a.Labels, b.Labels)
+		a.HeartbeatPort == b.HeartbeatPort && maps.Equal(a.Labels, b.Labels)
 }
 
 // Ring is this node's membership in the gossip ring.
@@ -256,6 +256,9 @@ func New(cfg Config) (*Ring, error) {
 		Labels:      cfg.Labels,
 		Health:      cfg.Health,
 		AnnounceGen: gen,
+		// Fixed for the ring's life: the heartbeat's socket is opened
+		// once, beside the ring's.
+		HeartbeatPort: cfg.HeartbeatPort,
 	}
 	b, err := encodeMeta(r.local)
 	if err != nil {
