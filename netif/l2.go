@@ -433,6 +433,36 @@ func (l *L2) startAnnounce(r Responder, ifname string, a L2Announcement, cfg L2C
 	return &l2Addr{vip: a.VIP, cancel: cancel, burstDone: done}
 }
 
+// Reassert sends the takeover burst again for every address this node
+// answers and is not handing over, replacing a burst in flight, and
+// returns how many it restarted: a peer that took this node for dead and
+// announced its addresses pointed the neighbours' caches at itself, and
+// this node, alive, points them back. Nothing else changes.
+func (l *L2) Reassert() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0
+	}
+	b := l.burst.Load()
+	cfg := L2Config{GratuitousCount: b.count, GratuitousInterval: b.interval}
+	n := 0
+	for _, idx := range slices.Sorted(maps.Keys(l.ifaces)) {
+		ifc := l.ifaces[idx]
+		for _, addr := range slices.SortedFunc(maps.Keys(ifc.addrs), netip.Addr.Compare) {
+			st := ifc.addrs[addr]
+			r := ifc.responderFor(addr)
+			if st.quiet || r == nil {
+				continue
+			}
+			st.cancel()
+			ifc.addrs[addr] = l.startAnnounce(r, ifc.link.Name, L2Announcement{VIP: st.vip, Addr: addr}, cfg)
+			n++
+		}
+	}
+	return n
+}
+
 func (ifc *l2Iface) responderFor(addr netip.Addr) Responder {
 	if addr.Is4() {
 		return ifc.arp

@@ -766,3 +766,33 @@ func TestL2LocalOnlyHoldsWithoutAnswering(t *testing.T) {
 		t.Errorf("cannot = %v, want %v not held", c, v6a)
 	}
 }
+
+// TestL2ReassertSendsTheBurstAgain: after its burst is over, an owner
+// accused by a peer's heartbeat sends a new burst for what it answers, and
+// nothing for an address it is handing over.
+func TestL2ReassertSendsTheBurstAgain(t *testing.T) {
+	e := newL2Env(t, link(2, "eth0", mac1, "192.0.2.1/24"))
+	e.cfg.GratuitousCount = 1
+	leaving := ann(v4b)
+	leaving.Handover = true
+	e.mustSync(t, ann(v4a), leaving)
+	conn := e.lis.last(t, "arp eth0")
+	waitFrames(t, conn, 2) // one round for v4a: request and reply forms
+	beforeA, beforeB := countFor(t, conn.frames(), v4a), countFor(t, conn.frames(), v4b)
+	if n := e.l2.Reassert(); n != 1 {
+		t.Errorf("Reassert restarted %d bursts, want 1", n)
+	}
+	waitFrames(t, conn, beforeA+beforeB+2)
+	if got := countFor(t, conn.frames(), v4a); got != beforeA+2 {
+		t.Errorf("%d gratuitous frames for %s after Reassert, want %d", got, v4a, beforeA+2)
+	}
+	if got := countFor(t, conn.frames(), v4b); got != beforeB {
+		t.Errorf("%d gratuitous frames for the address handed over, want %d", got, beforeB)
+	}
+	if err := e.l2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.l2.Reassert(); n != 0 {
+		t.Errorf("Reassert after Close restarted %d", n)
+	}
+}
