@@ -118,7 +118,8 @@ func startAll(t *testing.T, kind Kind, f fleet, o opts) (*Lab, Router, []*Proc, 
 		hint := ""
 		if kind == FRR && o.bfd {
 			hint = " (FRR 8.4 replaces its BFD session when BGP comes up, and GoBGP v4.8.0 resets BGP " +
-				"when its BFD session goes down, even one that never came up: see SpeakerPeer.BFDWhileEstablished)"
+				"when its BFD session goes down, even one that never came up, and waits before it reconnects: " +
+				"see SpeakerPeer.BFDWhileEstablished and speakerIdleAfterReset)"
 		}
 		t.Fatalf("sessions did not come up: %v%s", err, hint)
 	}

@@ -37,6 +37,17 @@ const speakerLearned = "bgplab speaker: learned"
 // paths on SIGTERM.
 const speakerDrain = 500 * time.Millisecond
 
+// speakerIdleAfterReset is how long, in whole seconds, a speaker's session
+// stays Idle after the speaker reset it itself. GoBGP's native BFD resets
+// the session with a Cease/Administrative Reset when its BFD session
+// expires or the remote one goes down, and GoBGP then waits
+// IdleHoldTimeAfterReset before it connects again: 30 s by default, as
+// long as the lab waits for sessions (upBound). With ListenPort -1 the
+// router cannot connect either, so one BFD flap while the lab comes up
+// kept a session Active, its BFD down, past the deadline. (A reset the
+// router sends is followed by GoBGP's fixed 5 s idle instead.)
+const speakerIdleAfterReset = 1
+
 // SpeakerConfig configures a plain GoBGP speaker on a node: the lab's
 // reference for what a node is expected to do, independent of hostlbd.
 type SpeakerConfig struct {
@@ -65,7 +76,9 @@ type SpeakerPeer struct {
 	// #17344), and GoBGP v4.8.0 resets BGP when the BFD session it was
 	// building expires or the remote one goes down, even if it never was
 	// up: the two then flap forever. Starting BFD after BGP is up meets
-	// FRR's final session.
+	// FRR's final session. BFD is off again while the session is down; a
+	// BFD flap that resets the session still costs only
+	// speakerIdleAfterReset before GoBGP reconnects and turns BFD back on.
 	BFDWhileEstablished bool
 }
 
@@ -159,9 +172,10 @@ func runSpeaker(ctx context.Context, cfg *SpeakerConfig) error {
 			peer := &api.Peer{
 				Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN, AuthPassword: p.Password},
 				Timers: &api.Timers{Config: &api.TimersConfig{
-					ConnectRetry:      1,
-					HoldTime:          uint64(p.HoldTime / time.Second),
-					KeepaliveInterval: uint64(p.KeepaliveTime / time.Second),
+					ConnectRetry:           1,
+					HoldTime:               uint64(p.HoldTime / time.Second),
+					KeepaliveInterval:      uint64(p.KeepaliveTime / time.Second),
+					IdleHoldTimeAfterReset: speakerIdleAfterReset,
 				}},
 			}
 			if p.BFD != nil && bfd {
