@@ -32,6 +32,10 @@ type clusterView struct {
 	// announce it (their gossiped exclusions). Both sorted by node.
 	failing map[string][]string
 	cannot  map[netip.Addr][]string
+	// lost are the members the heartbeat lost whom the ring still holds
+	// alive, with when it lost them: they are out of up
+	// (Daemon.overrideLost).
+	lost map[string]time.Time
 }
 
 func newClusterView(self string, members []gossip.Member) clusterView {
@@ -133,6 +137,14 @@ func (p placedIP) announcement() reconcile.Announcement { return p.group.Announc
 // Placement is called once per group, because each group has its own up
 // set; Place treats Services independently, so this is the same answer.
 func placeGroups(v clusterView, groups []reconcile.Group) []placedIP {
+	return placeGroupsHeirs(v, groups, nil)
+}
+
+// placeGroupsHeirs is placeGroups that also fills heirs, when not nil,
+// with the heir of every L2 address that has one owner (placement.Heirs,
+// over the group's own up set): the node that takes it over if its owner
+// is lost. Every address of a slot has the slot's heir.
+func placeGroupsHeirs(v clusterView, groups []reconcile.Group, heirs map[netip.Addr]string) []placedIP {
 	out := make([]placedIP, 0, len(groups))
 	// Groups that list their nodes (Kubernetes') mostly share the lists
 	// (one per class): the same lists give the same sets, unless a member
@@ -189,6 +201,16 @@ func placeGroups(v clusterView, groups []reconcile.Group) []placedIP {
 		placed := placement.Place(reqs, up)
 		if len(v.cannot) > 0 {
 			placed = v.avoidCannot(g, reqs, up, placed)
+		}
+		if heirs != nil && mode == placement.L2 {
+			hs := placement.Heirs(reqs, up, placed)
+			for _, r := range reqs {
+				if h, ok := hs[r.Addr]; ok {
+					for _, a := range g.Slots[r.Slot] {
+						heirs[a] = h
+					}
+				}
+			}
 		}
 		for _, as := range placed {
 			for _, a := range g.Slots[as.Slot] {

@@ -69,6 +69,10 @@ type Options struct {
 	// (on SIGTERM, or to a returning preferred node) while waiting for the
 	// next owner to announce it; default 3 s.
 	HandoverTimeout time.Duration
+	// Heartbeat, with a Ring, is the heirs' direct watch of owners
+	// (heirs.go; *heartbeat.Heart in the fast profile, nil in lan and
+	// wan). The daemon runs it between the ring and the L2 output.
+	Heartbeat Heartbeat
 	// SettleTimeout bounds how long a starting node with seeds waits to
 	// see the ring before it takes IPs alone; default 2 s.
 	SettleTimeout time.Duration
@@ -207,6 +211,7 @@ type Daemon struct {
 	ready        bool      // READY=1 sent: passes may update STATUS
 	lastLine     string    // the STATUS line last sent
 	ring         ringState // written only by the reconcile loop (and handover's draining)
+	heirs        heirState // the heartbeat's verdicts and duties (heirs.go)
 	// cannot are the IPs the L2 output could not announce (ownership.go);
 	// written only by the reconcile loop.
 	cannot map[netip.Addr]*cannotEntry
@@ -311,6 +316,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.opts.Ring != nil {
 		// Before L2: left only after every answer has stopped.
 		comps = append(comps, ComponentFunc{N: "gossip", F: d.opts.Ring.Run})
+		if d.opts.Heartbeat != nil {
+			// After the ring, before L2: a stopping node's heirs hear it
+			// until every answer has stopped.
+			comps = append(comps, ComponentFunc{N: "heartbeat", F: d.opts.Heartbeat.Run})
+		}
 	}
 	if d.opts.L2 != nil {
 		// Cleanup: Close removes the local addresses on hostlb0 even

@@ -33,6 +33,9 @@ const (
 	// IP: its preferred node came back, its health check fails there, or
 	// it cannot announce the IP.
 	TakeoverMoved = "moved"
+	// TakeoverHeartbeat: this node is heir to the previous owner and its
+	// heartbeat fell silent; the ring has not declared it dead (yet).
+	TakeoverHeartbeat = "heartbeat"
 )
 
 // Takeover is one L2 IP this node took over. A takeover happens on the node
@@ -44,13 +47,13 @@ type Takeover struct {
 	Addr   netip.Addr
 	VIP    string
 	From   []string // the previous owners
-	Reason string   // TakeoverDead, TakeoverLeft or TakeoverMoved
+	Reason string   // TakeoverDead, TakeoverLeft, TakeoverMoved or TakeoverHeartbeat
 	// Took runs from the moment this node's view lost the previous
 	// owner to the end of the L2 sync that made this node answer the IP
 	// (its responder answers from then on; the gratuitous ARP/NA burst
 	// starts right after, in the background). The moment of loss is the
 	// ring's dead or left event for that owner as this node received it,
-	// or, when the owner is alive (draining, or TakeoverMoved), the pass
+	// the heartbeat's loss of it (TakeoverHeartbeat), or, when the owner is alive (draining, or TakeoverMoved), the pass
 	// in which this node's placement moved the IP. What comes before the
 	// ring's event — the probes and the suspicion timeout that detect a
 	// crash — is not in it.
@@ -124,6 +127,8 @@ func (d *Daemon) noteTakeovers(before, after []netif.L2Status, end time.Time) {
 				reason, lost = TakeoverDead, m.Since
 			case m.State == gossip.StateLeft:
 				reason, lost = TakeoverLeft, m.Since
+			case !view.lost[m.Name].IsZero():
+				reason, lost = TakeoverHeartbeat, view.lost[m.Name]
 			case reason == TakeoverMoved && (m.Meta.Leaving || m.Meta.Health == gossip.HealthDraining):
 				reason = TakeoverLeft
 			}

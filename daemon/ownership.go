@@ -107,8 +107,16 @@ func (d *Daemon) clusterDesired(ctx context.Context, cfg *config.Config, groups 
 			"alive", view.alive(), "members", len(view.members), "waited", now.Sub(rs.readyAt).Round(time.Millisecond))
 		view = newClusterView(cfg.Node.Name, ring.Members()) // with this node up
 	}
+	if end := d.overrideLost(&view, cfg.Gossip.Profile, now); !end.IsZero() {
+		d.wakeAt(end, "heartbeat: the ring's detection bound")
+	}
 
-	ps = placeGroups(view, groups)
+	var heirs map[netip.Addr]string
+	if d.opts.Heartbeat != nil {
+		heirs = map[netip.Addr]string{}
+	}
+	ps = placeGroupsHeirs(view, groups, heirs)
+	d.heartbeatDuties(view, ps, heirs)
 	d.recordPass(view, ps, groups, now)
 	next = ownedDesired(cfg.Node.Name, ps)
 	d.mu.Lock()

@@ -159,6 +159,13 @@ func (d *Daemon) applyKeys(g config.Gossip) bool {
 		d.log.Error("gossip keys not changed; keeping the running ones", "file", g.SecretKeyFile, "err", err)
 		return false
 	}
+	if hb := d.opts.Heartbeat; hb != nil {
+		// The same three passes as the ring's rotation keep every node
+		// able to read every other's heartbeats.
+		if err := hb.SetKeys(g.SecretKeys); err != nil {
+			d.log.Error("heartbeat keys not changed; keeping the running ones", "file", g.SecretKeyFile, "err", err)
+		}
+	}
 	return true
 }
 

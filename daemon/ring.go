@@ -82,6 +82,7 @@ func RingConfig(cfg *config.Config, log *slog.Logger, onChange func(urgent bool)
 		Labels:            cfg.Node.Labels,
 		Version:           version.Version,
 		Health:            gossip.HealthNotReady,
+		HeartbeatPort:     HeartbeatAddr(g.Bind, g.Profile).Port(),
 		Logger:            log,
 		// OnEvent and OnChange run one after the other on the Ring's
 		// notifier goroutine: urgent needs no lock.
@@ -105,7 +106,7 @@ func RingConfig(cfg *config.Config, log *slog.Logger, onChange func(urgent bool)
 func CheckRingMeta(cfg *config.Config) error {
 	err := gossip.CheckMeta(gossip.Meta{
 		Gen: math.MaxUint64, Version: version.Version, Labels: cfg.Node.Labels, Health: gossip.HealthDraining,
-		Leaving: true, AnnounceGen: math.MaxUint64, AnnounceCount: math.MaxInt32,
+		Leaving: true, AnnounceGen: math.MaxUint64, AnnounceCount: math.MaxInt32, HeartbeatPort: math.MaxUint16,
 	})
 	if err != nil {
 		return fmt.Errorf("node.labels: %w", err)

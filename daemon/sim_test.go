@@ -33,6 +33,7 @@ import (
 	"github.com/hostlb/hostlb/daemon/reconcile"
 	"github.com/hostlb/hostlb/gossip"
 	"github.com/hostlb/hostlb/gossip/gossiptest"
+	"github.com/hostlb/hostlb/heartbeat"
 	"github.com/hostlb/hostlb/netif"
 	"github.com/hostlb/hostlb/netif/netiftest"
 )
@@ -167,6 +168,8 @@ type simAnnouncer struct {
 	fail    map[netip.Addr]error // cannot announce these, for this reason
 	cannot  []netif.L2Cannot     // the last Sync's
 	tries   map[netip.Addr]int   // Syncs that asked for a failing address
+	// reasserts counts Reassert calls (a peer's heartbeat accused it).
+	reasserts int
 }
 
 // setFail makes the output unable to announce addr (err nil: able again).
@@ -181,6 +184,20 @@ func (a *simAnnouncer) setFail(addr netip.Addr, err error) {
 	} else {
 		a.fail[addr] = err
 	}
+}
+
+// Reassert counts the heartbeat's accusations (netif.L2.Reassert).
+func (a *simAnnouncer) Reassert() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.reasserts++
+	return len(a.owned)
+}
+
+func (a *simAnnouncer) reassertCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.reasserts
 }
 
 func (a *simAnnouncer) triesOf(addr netip.Addr) int {
@@ -291,6 +308,7 @@ type simNode struct {
 	addr   netip.AddrPort
 	ann    *simAnnouncer
 	ring   *gossip.Ring
+	hb     *heartbeat.Heart // with sim.heartbeat
 	d      *Daemon
 	cancel context.CancelFunc
 	done   chan error
@@ -319,6 +337,9 @@ type sim struct {
 	// built sees each daemon after New, before Run.
 	tweak func(node string, opts *Options)
 	built func(node string, d *Daemon)
+	// heartbeat: every daemon runs a heartbeat over the network, at
+	// simHeartbeatAddr.
+	heartbeat bool
 
 	mu      sync.Mutex // guards running and dying
 	running map[string]*simNode
@@ -367,6 +388,24 @@ func newSimKube(t *testing.T, n int, health bool, kubeFor func(string, *slog.Log
 func newSimFull(t *testing.T, n int, health bool, kubeFor func(string, *slog.Logger, func()) kubeSideGroups,
 	extra []config.VIP, tweak func(node string, opts *Options)) *sim {
 	t.Helper()
+	return newSimOpts(t, simOpts{n: n, health: health, kubeFor: kubeFor, extra: extra, tweak: tweak})
+}
+
+// simOpts are newSimOpts' choices; heartbeat gives every daemon a
+// heartbeat (heirs.go) over the in-memory network, as the fast profile
+// does in production.
+type simOpts struct {
+	n         int
+	health    bool
+	kubeFor   func(string, *slog.Logger, func()) kubeSideGroups
+	extra     []config.VIP
+	tweak     func(node string, opts *Options)
+	heartbeat bool
+}
+
+func newSimOpts(t *testing.T, o simOpts) *sim {
+	t.Helper()
+	n, health, kubeFor, extra, tweak := o.n, o.health, o.kubeFor, o.extra, o.tweak
 	vips := []config.VIP{
 		{Name: "web", Mode: config.ModeL2, Addresses: addrs("192.0.2.10", 5)},
 		{Name: "api", Mode: config.ModeL2, Addresses: addrs("192.0.2.20", 3)},
@@ -393,6 +432,7 @@ func newSimFull(t *testing.T, n int, health bool, kubeFor func(string, *slog.Log
 	s := &sim{
 		t: t, net: gossiptest.NewNetwork(), ledger: newLedger(l2Only(all, vips)), vips: vips,
 		log: simLogger(t), running: map[string]*simNode{}, checks: checks, kubeFor: kubeFor, tweak: tweak,
+		heartbeat: o.heartbeat,
 	}
 	for i := 1; i <= n; i++ {
 		s.names = append(s.names, fmt.Sprintf("n%d", i))
@@ -459,6 +499,9 @@ func (s *sim) startAs(name string, i int, label string) *simNode {
 	var d *Daemon
 	rc := RingConfig(cfg, log.With("component", "gossip"), func(u bool) { d.GossipChanged(u) })
 	rc.Transport = tr
+	if !s.heartbeat {
+		rc.HeartbeatPort = 0
+	}
 	rc.RejoinInterval = 300 * time.Millisecond
 	rc.LeaveTimeout = 500 * time.Millisecond
 	nd.ring, err = gossip.New(rc)
@@ -467,6 +510,23 @@ func (s *sim) startAs(name string, i int, label string) *simNode {
 	}
 	links := netiftest.NewMonitor(eth0)
 	opts := Options{Config: cfg, Logger: log, Links: links, L2: nd.ann, Ring: nd.ring, Groups: &s.groups}
+	if s.heartbeat {
+		pc, err := s.net.ListenPacket(heartbeat.AddrFor(simAddr(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.hb, err = heartbeat.New(heartbeat.Config{
+			Node: name, Conn: pc, InsecurePlaintext: true,
+			OnLoss:    func(n string) { d.HeartbeatLost(n) },
+			OnResume:  func(n string) { d.HeartbeatResumed(n) },
+			OnAccused: func(n string) { d.HeartbeatAccused(n) },
+			Logger:    log.With("component", "heartbeat"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Heartbeat = nd.hb
+	}
 	if s.kubeFor != nil {
 		k := s.kubeFor(name, log, func() { d.TriggerPaced("kubernetes") })
 		opts.Kube, opts.Groups = k, k

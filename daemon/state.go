@@ -320,6 +320,8 @@ func whyNot(v clusterView, p placedIP, m gossip.Member, cannotHere map[netip.Add
 	switch {
 	case !m.Alive:
 		return m.State.String()
+	case !v.lost[m.Name].IsZero():
+		return "heartbeat lost (taken over before the ring decides)"
 	case m.Meta.Leaving || m.Meta.Health == gossip.HealthDraining:
 		return "draining"
 	case m.Meta.Health != gossip.HealthOK:

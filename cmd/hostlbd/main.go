@@ -23,6 +23,7 @@ import (
 	"github.com/hostlb/hostlb/daemon/kube"
 	"github.com/hostlb/hostlb/daemon/version"
 	"github.com/hostlb/hostlb/gossip"
+	"github.com/hostlb/hostlb/heartbeat"
 	"github.com/hostlb/hostlb/netif"
 	"github.com/hostlb/hostlb/systemd"
 )
@@ -128,6 +129,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("start failed", "err", err)
 		return exitFail
 	}
+	// The heirs' direct watch of owners (issue 12), in the fast profile
+	// only: beside the gossip port, with the ring's keys and label.
+	var hb daemon.Heartbeat
+	if ap := daemon.HeartbeatAddr(cfg.Gossip.Bind, cfg.Gossip.Profile); ap.IsValid() {
+		h, err := heartbeat.New(heartbeat.Config{
+			Node: cfg.Node.Name, Bind: ap, Keys: cfg.Gossip.SecretKeys,
+			InsecurePlaintext: cfg.Gossip.InsecurePlaintext, Cluster: cfg.Gossip.Cluster,
+			OnLoss:    func(n string) { d.HeartbeatLost(n) },
+			OnResume:  func(n string) { d.HeartbeatResumed(n) },
+			OnAccused: func(n string) { d.HeartbeatAccused(n) },
+			Logger:    log.With("component", "heartbeat"),
+		})
+		if err != nil {
+			log.Error("start failed", "err", err)
+			return exitFail
+		}
+		hb = h
+	}
 	links := netif.NewMonitor(netif.MonitorOptions{
 		Log:      log.With("component", "netlink"),
 		OnChange: func(reason string) { d.Trigger("netlink: " + reason) },
@@ -188,17 +207,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	d, err = daemon.New(daemon.Options{
-		Config:   cfg,
-		Load:     func() (*config.Config, error) { return config.Load(*path) },
-		Reload:   reload,
-		Logger:   log,
-		LogLevel: level,
-		Notifier: systemd.NewNotifier(),
-		Links:    links,
-		L2:       l2,
-		Ring:     ring,
-		Kube:     kubeSide,
-		Groups:   groups,
+		Config:    cfg,
+		Load:      func() (*config.Config, error) { return config.Load(*path) },
+		Reload:    reload,
+		Logger:    log,
+		LogLevel:  level,
+		Notifier:  systemd.NewNotifier(),
+		Links:     links,
+		L2:        l2,
+		Ring:      ring,
+		Heartbeat: hb,
+		Kube:      kubeSide,
+		Groups:    groups,
 
 		BGP:          speaker,
 		BGPNodeAddrs: nodeAddrs,

@@ -124,7 +124,7 @@ func New(opts Options) *Metrics {
 			Help: "memberlist's awareness score of this node: 0 is healthy; it grows when this node misses probes or is suspected itself (an overloaded node), and stretches its probe timeouts.",
 		}),
 	}
-	for _, r := range []string{daemon.TakeoverDead, daemon.TakeoverLeft, daemon.TakeoverMoved} {
+	for _, r := range []string{daemon.TakeoverDead, daemon.TakeoverLeft, daemon.TakeoverMoved, daemon.TakeoverHeartbeat} {
 		m.takeovers.WithLabelValues(r)
 		m.takeoverDuration.WithLabelValues(r)
 	}

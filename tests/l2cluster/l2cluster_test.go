@@ -111,10 +111,11 @@ func TestCrashMovesAddress(t *testing.T) {
 	if r.New == r.Old || c.NodeByName(r.New) == nil {
 		t.Errorf("after the crash of %s, %s is answered by %q, want another node", r.Old, vip, r.New)
 	}
-	// Not the benchmark's target, a bound that catches a broken failover
-	// (memberlist's LAN profile would take ~5 s) without flaking.
-	if r.ARP > 3*time.Second {
-		t.Errorf("failover took %v, want well under 3 s with the fast profile", r.ARP)
+	// A functional bound, not the benchmark's 300 ms target: the heir's
+	// heartbeat sees the owner gone in 80–120 ms; memberlist alone
+	// (≈ 0.5 s, what a broken heartbeat falls back to) is over it.
+	if r.ARP > 500*time.Millisecond {
+		t.Errorf("failover took %v, want at most 0.5 s with the heartbeat", r.ARP)
 	}
 	// The real arping agrees: exactly one live node answers now.
 	if macs := arping(t, c, vip); len(macs) != 1 || c.NodeByMAC(mustMAC(t, macs[0])) == nil ||

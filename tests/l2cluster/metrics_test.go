@@ -309,7 +309,7 @@ func TestMetricsInTheLab(t *testing.T) {
 	}
 	takeoversBefore := map[*daemon]float64{}
 	for _, d := range survivors {
-		takeoversBefore[d], _ = metricValue(t, d.scrape(t), "hostlb_takeovers_total", "reason", "dead")
+		takeoversBefore[d], _ = metricValue(t, d.scrape(t), "hostlb_takeovers_total", "reason", "heartbeat")
 	}
 	crashed := time.Now()
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -333,9 +333,11 @@ func TestMetricsInTheLab(t *testing.T) {
 			if owns != (d.node.Name == heir) {
 				return fmt.Errorf("%s exports an owner series for %s: %v (the wire says %s)", d.node.Name, vip, owns, heir)
 			}
-			n, _ := metricValue(t, s[d], "hostlb_takeovers_total", "reason", "dead")
+			// The heir lost the owner's heartbeat before the ring
+			// declared it dead (heirs.go).
+			n, _ := metricValue(t, s[d], "hostlb_takeovers_total", "reason", "heartbeat")
 			if d.node.Name == heir && n <= takeoversBefore[d] {
-				return fmt.Errorf("%s: hostlb_takeovers_total{reason=\"dead\"} %v, was %v", d.node.Name, n, takeoversBefore[d])
+				return fmt.Errorf("%s: hostlb_takeovers_total{reason=\"heartbeat\"} %v, was %v", d.node.Name, n, takeoversBefore[d])
 			}
 			if v, _ := metricValue(t, s[d], "hostlb_gossip_members", "state", "dead"); v != 1 {
 				return fmt.Errorf("%s sees %v dead members", d.node.Name, v)
@@ -345,8 +347,8 @@ func TestMetricsInTheLab(t *testing.T) {
 	})
 	t.Logf("%s crashed; %s answers %s, and says so in its metrics, %v later", victim.node.Name, heir, vip, time.Since(crashed).Round(time.Millisecond))
 	hs := scrapes[byName[heir]]
-	count, _ := metricValue(t, hs, "hostlb_takeover_duration_seconds_count", "reason", "dead")
-	total, _ := metricValue(t, hs, "hostlb_takeover_duration_seconds_sum", "reason", "dead")
+	count, _ := metricValue(t, hs, "hostlb_takeover_duration_seconds_count", "reason", "heartbeat")
+	total, _ := metricValue(t, hs, "hostlb_takeover_duration_seconds_sum", "reason", "heartbeat")
 	if count < 1 || total <= 0 || total/count > 3 {
 		t.Errorf("%s: takeover durations: %v in %v takeovers, want each under 3 s", heir, total, count)
 	}

@@ -160,16 +160,17 @@ func (s *streamProber) answers(from, to time.Time) []answer {
 // stallGap is a send gap that shows the client was descheduled.
 const stallGap = 25 * time.Millisecond
 
-// cut drops every gossip packet (UDP and TCP, port 7947, both directions)
-// between node n and the given addresses with an nftables table in n's
-// namespace; the segment itself still connects them.
+// cut drops every gossip and heartbeat packet (UDP and TCP, ports 7947
+// and 7948, both directions) between node n and the given addresses with
+// an nftables table in n's namespace; the segment itself still connects
+// them.
 func cut(t *testing.T, n *failover.Node, peers ...netip.Addr) {
 	t.Helper()
 	var in, out strings.Builder
 	for _, p := range peers {
 		for _, port := range []string{"sport", "dport"} {
-			fmt.Fprintf(&in, "\t\tip saddr %s meta l4proto { tcp, udp } th %s 7947 drop\n", p, port)
-			fmt.Fprintf(&out, "\t\tip daddr %s meta l4proto { tcp, udp } th %s 7947 drop\n", p, port)
+			fmt.Fprintf(&in, "\t\tip saddr %s meta l4proto { tcp, udp } th %s { 7947, 7948 } drop\n", p, port)
+			fmt.Fprintf(&out, "\t\tip daddr %s meta l4proto { tcp, udp } th %s { 7947, 7948 } drop\n", p, port)
 		}
 	}
 	rules := fmt.Sprintf("table inet hlbtest_cut {\n\tchain in {\n\t\ttype filter hook input priority 0; policy accept;\n%s\t}\n"+
