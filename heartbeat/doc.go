@@ -211,15 +211,18 @@
 //     once memberlist's own worst-case detection time has passed without a
 //     death (fast profile: 0.9 s below 20 nodes, 1.1 s at 20), plus a pass.
 //     This override is the caller's duty: the Heart knows nothing of the
-//     ring.
+//     ring (the daemon: Daemon.overrideLost, with gossip.DetectionBound).
 //
 // So the bound on two owners after a false loss is min(the owner's next
 // heartbeat reaching the heir, memberlist's worst-case detection) + one
 // reconcile pass. The heir's takeover burst pointed neighbours' caches at
 // the heir; the owner must point them back when the heir gives up. The heir
-// tells it: while it holds a node lost it sends it a watch request with
-// the lost flag every Interval, and the owner's Heart calls OnAccused, on
-// which the owner re-announces its IPs. The on-wire fencing of
+// tells it: the moment it declares the node lost (between rounds, before
+// its own takeover can reach the wire, so that a stalled owner finds the
+// message in its socket on waking however fast it ends the loss), and then
+// every Interval while it holds it lost, it sends it a watch request with
+// the lost flag, and the owner's Heart calls OnAccused, on which the owner
+// re-announces its IPs (the daemon: netif.L2.Reassert). The on-wire fencing of
 // netif/fence.go does not shorten this: it settles claims only from nodes
 // outside the ring, and treats a claim from a live member as a handover in
 // flight that placement settles; the owner and its heir are both members.

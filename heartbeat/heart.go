@@ -181,6 +181,8 @@ type Heart struct {
 	conn    atomic.Pointer[net.PacketConn] // set by Run, for wake
 	dirty   atomic.Bool                    // the watch set changed: the receiver recomputes its deadline
 	paused  atomic.Bool
+	// accuse wakes the sender to tell newly lost nodes at once (check).
+	accuse chan struct{}
 	started atomic.Bool
 	stats   counters
 
@@ -258,6 +260,7 @@ func New(cfg Config) (*Heart, error) {
 		watched:    map[string]*watch{},
 		peers:      map[string]*peer{},
 		requesters: map[string]*peer{},
+		accuse:     make(chan struct{}, 1),
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -449,10 +452,15 @@ func (h *Heart) sendLoop(ctx context.Context, conn net.PacketConn) {
 	defer tick.Stop()
 	for {
 		h.round(conn, time.Now())
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+		for ticked := false; !ticked; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				ticked = true
+			case <-h.accuse:
+				h.send(conn, h.planAccusations(time.Now()), false)
+			}
 		}
 	}
 }
@@ -461,13 +469,25 @@ func (h *Heart) sendLoop(ctx context.Context, conn net.PacketConn) {
 // heartbeats, and a watch request to every watched node that got none of
 // those and is due one.
 func (h *Heart) round(conn net.PacketConn, now time.Time) {
+	h.send(conn, h.plan(now), true)
+}
+
+// send seals and sends out, counted as a round when it is one (not an
+// accusation between rounds). Only the sending goroutine calls it (it owns
+// seq and sendBuf).
+func (h *Heart) send(conn net.PacketConn, out []outgoing, isRound bool) {
 	if h.paused.Load() {
 		return
 	}
-	out := h.plan(now)
 	kr := h.keys.Load()
 	var beats, watches uint64
-	defer func() { h.stats.round(beats, watches) }()
+	defer func() {
+		if isRound {
+			h.stats.round(beats, watches)
+		} else {
+			h.stats.extra(watches)
+		}
+	}()
 	for _, o := range out {
 		h.seq++
 		m := beat{flags: o.flags, interval: h.interval, sent: time.Since(h.start), node: h.cfg.Node}
@@ -515,6 +535,26 @@ func (h *Heart) plan(now time.Time) []outgoing {
 		out = append(out, outgoing{addr: w.addr, flags: h.flagsFor(name, now)})
 	}
 	h.out = out
+	return out
+}
+
+// planAccusations lists a watch request with the lost flag to every node
+// declared lost and not told since: sent as soon as the loss is declared,
+// rather than with the next round, so that the message is in the owner's
+// socket before the heir's takeover reaches the wire. A stalled owner then
+// reads it when it wakes, however soon its own heartbeat ends the loss,
+// and re-announces its IPs (OnAccused); a round later could come after the
+// heir heard the owner again, and the owner would never learn that its
+// neighbours' caches point at the heir.
+func (h *Heart) planAccusations(now time.Time) []outgoing {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []outgoing
+	for name, w := range h.watched {
+		if w.state == Lost && !now.Before(w.nextWatch) {
+			out = append(out, outgoing{addr: w.addr, flags: h.flagsFor(name, now)})
+		}
+	}
 	return out
 }
 

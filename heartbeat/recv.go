@@ -254,5 +254,11 @@ func (h *Heart) check(now time.Time) {
 		}
 	}
 	h.mu.Unlock()
+	if len(evs) > 0 {
+		select {
+		case h.accuse <- struct{}{}:
+		default: // the sender has a wake-up pending
+		}
+	}
 	h.fire(evs)
 }

@@ -70,6 +70,13 @@ func (c *counters) round(beats, watches uint64) {
 	c.sentWatch += watches
 }
 
+// extra adds watch requests sent between rounds (accusations).
+func (c *counters) extra(watches uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sentWatch += watches
+}
+
 // rejectLog is the aggregation state of one kind.
 type rejectLog struct {
 	at   time.Time // when a line of this kind was last logged
