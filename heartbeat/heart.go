@@ -177,12 +177,12 @@ type Heart struct {
 	boot       bootID
 	start      time.Time // the origin of the clock sent in every datagram
 
-	keys    atomic.Pointer[keyring]
-	conn    atomic.Pointer[net.PacketConn] // set by Run, for wake
-	dirty   atomic.Bool                    // the watch set changed: the receiver recomputes its deadline
-	paused  atomic.Bool
+	keys   atomic.Pointer[keyring]
+	conn   atomic.Pointer[net.PacketConn] // set by Run, for wake
+	dirty  atomic.Bool                    // the watch set changed: the receiver recomputes its deadline
+	paused atomic.Bool
 	// accuse wakes the sender to tell newly lost nodes at once (check).
-	accuse chan struct{}
+	accuse  chan struct{}
 	started atomic.Bool
 	stats   counters
 
