@@ -146,6 +146,22 @@ func (a Advertisement) path(withdraw bool, tag uint32) (*apiutil.Path, error) {
 	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs, Withdrawal: withdraw}, nil
 }
 
+// idleHoldAfterReset is how long, in whole seconds, a session stays Idle
+// after the speaker reset it itself with a Cease/Administrative Reset.
+// GoBGP's BFD does exactly that when its BFD session expires or the
+// router's goes down (ResetPeer, Soft false), and GoBGP then holds the
+// session Idle for IdleHoldTimeAfterReset — 30 s unless set (0 means the
+// default) — closing even the connections a router opens meanwhile. With
+// outgoing sessions only (ListenPort 0) nobody reconnects in that time:
+// one BFD flap cost 30 s without routes. 1 s is the smallest value. It
+// makes no reconnect loop: it follows only the speaker's own resets,
+// GoBGP's first connect attempt still waits 1.5–2 s and then ConnectRetry,
+// any other end of a session is followed by GoBGP's fixed 5 s Idle, and
+// BFD runs only while established (pollBFD), so a flapping BFD resets at
+// most once per full establishment. Config changes re-add the peer (a
+// fresh FSM, no idle hold) and soft resets keep the session.
+const idleHoldAfterReset = 1
+
 // apiPeer is the GoBGP neighbour configuration of p.
 func (p Peer) apiPeer(g Global) *api.Peer {
 	port := uint32(p.Port)
@@ -164,7 +180,8 @@ func (p Peer) apiPeer(g Global) *api.Peer {
 			KeepaliveInterval: uint64(p.KeepaliveTime / time.Second),
 			// GoBGP's default 120 s between connection attempts would make a
 			// router that restarts wait minutes for the node's routes.
-			ConnectRetry: 5,
+			ConnectRetry:           5,
+			IdleHoldTimeAfterReset: idleHoldAfterReset,
 		}},
 		Transport: &api.Transport{
 			RemotePort:  port,

@@ -54,6 +54,10 @@
 //     peer has BFD enabled, and resets the BGP session when BFD goes down.
 //     GoBGP reports no BFD event: the speaker reads the BFD session states
 //     every BFDPoll and logs changes.
+//   - That reset is a Cease/Administrative Reset (ResetPeer), after which
+//     GoBGP keeps the session Idle for IdleHoldTimeAfterReset: 30 s unless
+//     set, and the API's 0 means unset. The speaker sets 1 s
+//     (idleHoldAfterReset).
 //   - Export policies of non-route-server peers are global in GoBGP (the
 //     "global" table), not per peer: the cross-family next hop is one
 //     global export policy whose statements match the neighbour's family

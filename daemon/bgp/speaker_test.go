@@ -416,7 +416,8 @@ func TestAPIPeer(t *testing.T) {
 	switch {
 	case a.Transport.RemotePort != 179 || !a.Transport.PassiveMode || a.Transport.LocalAddress != "127.0.0.2":
 		t.Errorf("transport %+v", a.Transport)
-	case a.Timers.Config.HoldTime != 9 || a.Timers.Config.KeepaliveInterval != 3:
+	case a.Timers.Config.HoldTime != 9 || a.Timers.Config.KeepaliveInterval != 3 ||
+		a.Timers.Config.IdleHoldTimeAfterReset != idleHoldAfterReset:
 		t.Errorf("timers %+v", a.Timers.Config)
 	case !a.EbgpMultihop.Enabled || a.EbgpMultihop.MultihopTtl != 2:
 		t.Errorf("multihop %+v", a.EbgpMultihop)
@@ -519,4 +520,45 @@ func TestSpeakerScopesPathsToTheirPeers(t *testing.T) {
 	if got := s.Status().Peers[0].Established; got != ups {
 		t.Errorf("session came up %d times, want %d: a scope change reset it", got, ups)
 	}
+}
+
+// When a session's BFD goes down, GoBGP resets it the way this test does
+// (bfd_peer.go resetPeer: ResetPeer, not soft, "BFD is down"): a
+// Cease/Administrative Reset, after which GoBGP keeps the session Idle for
+// IdleHoldTimeAfterReset, 30 s by default, and the speaker, which only
+// connects out, is the one to reconnect. The session must be back and the
+// routes with it within seconds (idleHoldAfterReset).
+func TestSpeakerReconnectsSoonAfterItsOwnReset(t *testing.T) {
+	r := newRouter(t, 64512)
+	s := New(Options{Log: testLogger(t).With("test", "ours")})
+	defer s.Close()
+	ctx := context.Background()
+	cfg := testConfig(r.port)
+	cfg.Peers = cfg.Peers[:1]
+	want := []Advertisement{{Prefix: netip.MustParsePrefix("198.51.100.7/32")}}
+	const path = "198.51.100.7/32 via 127.0.0.1 comm [] large [] pref 100"
+	if err := s.Sync(ctx, cfg, want); err != nil {
+		t.Fatal(err)
+	}
+	waitEstablished(t, s, 1)
+	r.waitAdjIn(10*time.Second, lo4, path)
+
+	start := time.Now()
+	if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: lo4.String(), Communication: "BFD is down"}); err != nil {
+		t.Fatal(err)
+	}
+	// The router withdraws the session's paths when it goes down, and
+	// has them again once it is back.
+	r.waitAdjIn(5*time.Second, lo4)
+	// Measured about 6 s, most of it the plain GoBGP router's own fixed
+	// 5 s Idle after the NOTIFICATION; without the short hold the speaker
+	// would stay Idle for 30 s.
+	waitFor(t, 20*time.Second, "the session back after the speaker reset it", func() string {
+		if ps := s.Status().Peers; len(ps) != 1 || ps[0].Established != 2 || ps[0].State != "established" {
+			return fmt.Sprintf("%+v", ps)
+		}
+		return ""
+	})
+	r.waitAdjIn(5*time.Second, lo4, path)
+	t.Logf("session and path back %v after the reset", time.Since(start).Round(time.Millisecond))
 }
