@@ -72,6 +72,21 @@ type L2Options struct {
 	ListenNDP func(ifi *net.Interface) (PacketConn, error)
 	// Fence turns on fencing in every responder (fence.go). Nil: off.
 	Fence *L2Fence
+	// Linger is how long a local address stays held after this node
+	// stops announcing it; 0: the default, LocalLinger of the Sync's
+	// gratuitous interval; negative: none.
+	Linger time.Duration
+}
+
+// LocalLinger is how long a local address outlives its announcement by
+// default: a client whose neighbour entry was updated less than a second
+// (Linux's locktime) before the next owner's first gratuitous ARP ignores
+// it and keeps sending to this node until the next one, a gratuitous
+// interval later; and a connection in its handshake across the switch
+// still completes here. Meanwhile nothing here answers ARP/NDP for it, so
+// no new client is sent to this node. At least 1 s, at most 5 s.
+func LocalLinger(gratuitousInterval time.Duration) time.Duration {
+	return min(max(gratuitousInterval, time.Second)+100*time.Millisecond, 5*time.Second)
 }
 
 // L2Fence configures fencing for an L2 output.
@@ -133,6 +148,14 @@ type L2 struct {
 	// whether the refresher (one goroutine for every address) runs.
 	refreshEvery time.Duration
 	refreshing   bool
+
+	// local is the last Sync's wanted local addresses; lingering are
+	// those no longer wanted that stay held until then (LocalLinger), and
+	// lingerTimer removes them. lingerFor is the last Sync's linger.
+	local       []netip.Addr
+	lingering   map[netip.Addr]time.Time
+	lingerTimer *time.Timer
+	lingerFor   time.Duration
 
 	// vips names each wanted address's VIP and burst is the takeover
 	// burst, both as of the last Sync, for fencing's events and resumes
@@ -208,6 +231,14 @@ func (l *L2) Sync(ctx context.Context, st State, cfg L2Config, want []L2Announce
 	}
 	l.refreshEvery = cfg.RefreshInterval
 	defer l.startRefresh()
+	switch {
+	case l.opts.Linger > 0:
+		l.lingerFor = l.opts.Linger
+	case l.opts.Linger < 0:
+		l.lingerFor = 0
+	default:
+		l.lingerFor = LocalLinger(cfg.GratuitousInterval)
+	}
 	if l.opts.Fence != nil {
 		vips := make(map[netip.Addr]string, len(want))
 		for _, a := range want {
@@ -315,6 +346,53 @@ func (l *L2) syncLocal(want []L2Announcement) (map[netip.Addr]bool, error) {
 		}
 		return held, nil
 	}
+	now := time.Now()
+	if l.lingerFor > 0 {
+		for _, a := range l.local {
+			if _, still := slices.BinarySearchFunc(local, a, netip.Addr.Compare); !still {
+				if l.lingering == nil {
+					l.lingering = map[netip.Addr]time.Time{}
+				}
+				l.lingering[a] = now.Add(l.lingerFor)
+			}
+		}
+	}
+	for _, a := range local {
+		delete(l.lingering, a)
+	}
+	l.local = local
+	err := l.holdLocal(now)
+	for _, a := range l.opts.Local.Addrs() {
+		held[a] = true
+	}
+	return held, err
+}
+
+// holdLocal hands the AddrManager the wanted local addresses and those
+// still lingering at now, and arms the timer that ends the next linger.
+// Called with l.mu held.
+func (l *L2) holdLocal(now time.Time) error {
+	all := slices.Clone(l.local)
+	var next time.Time
+	for a, until := range l.lingering {
+		if !now.Before(until) {
+			delete(l.lingering, a)
+			continue
+		}
+		all = append(all, a)
+		if next.IsZero() || until.Before(next) {
+			next = until
+		}
+	}
+	slices.SortFunc(all, netip.Addr.Compare)
+	if !next.IsZero() {
+		if l.lingerTimer == nil {
+			l.lingerTimer = time.AfterFunc(next.Sub(now), l.endLinger)
+		} else {
+			l.lingerTimer.Reset(next.Sub(now))
+		}
+	}
+	local := all
 	err := l.opts.Local.Sync(local)
 	if err != nil {
 		err = fmt.Errorf("hold local VIPs on %s: %w", LocalLinkName, err)
@@ -335,10 +413,20 @@ func (l *L2) syncLocal(want []L2Announcement) (map[netip.Addr]bool, error) {
 			}
 		}
 	}
-	for _, a := range l.opts.Local.Addrs() {
-		held[a] = true
+	return err
+}
+
+// endLinger removes the local addresses whose linger is over (the
+// lingerTimer's function).
+func (l *L2) endLinger() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.opts.Local == nil {
+		return
 	}
-	return held, err
+	if err := l.holdLocal(time.Now()); err != nil {
+		l.log.Warn("local VIPs no longer announced not removed; the next pass retries", "err", err)
+	}
 }
 
 // isSysctlDenied reports whether err says a sysctl under /proc/sys could
@@ -729,8 +817,24 @@ func (l *L2) Close() error {
 	}
 	clear(l.ifaces)
 	l.cancel()
+	var last time.Time
+	for _, until := range l.lingering {
+		if until.After(last) {
+			last = until
+		}
+	}
+	if l.lingerTimer != nil {
+		l.lingerTimer.Stop()
+	}
 	l.mu.Unlock()
 	l.wg.Wait()
+	if wait := time.Until(last); wait > 0 {
+		// A graceful stop hands its addresses over just before this:
+		// what clients still send here is served until the linger ends
+		// (LocalLinger), at most 5 s.
+		l.log.Info("serving the local VIPs just handed over until the clients have switched", "wait", wait.Round(time.Millisecond))
+		time.Sleep(wait)
+	}
 	if l.opts.Local != nil {
 		if err := l.opts.Local.Close(); err != nil {
 			return fmt.Errorf("remove local VIPs: %w", err)

@@ -199,6 +199,7 @@ func newL2Env(t *testing.T, links ...netif.Link) *l2Env {
 	}
 	e.l2 = netif.NewL2(netif.L2Options{
 		Local: e.local, ListenARP: e.lis.listen("arp"), ListenNDP: e.lis.listen("ndp"),
+		Linger: -1, // TestL2LocalLinger has its own
 	})
 	t.Cleanup(func() {
 		if err := e.l2.Close(); err != nil {
@@ -794,5 +795,75 @@ func TestL2ReassertSendsTheBurstAgain(t *testing.T) {
 	}
 	if n := e.l2.Reassert(); n != 0 {
 		t.Errorf("Reassert after Close restarted %d", n)
+	}
+}
+
+// TestL2LocalLinger: a local address this node stops announcing stays held
+// (served, not answered for) for the linger, then goes without another
+// Sync; wanted again meanwhile, it simply stays; Close waits for the
+// linger before it removes the addresses.
+func TestL2LocalLinger(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	const linger = 150 * time.Millisecond
+	lis := newListener()
+	local := netiftest.NewAddrManager()
+	l2 := netif.NewL2(netif.L2Options{Local: local, ListenARP: lis.listen("arp"), ListenNDP: lis.listen("ndp"), Linger: linger})
+	st := netif.NewState(link(2, "eth0", mac1, "192.0.2.1/24"))
+	cfg := netif.L2Config{GratuitousCount: 1}
+	loc, locB := ann(v4a), ann(v4b)
+	loc.Local, locB.Local = true, true
+	sync := func(want ...netif.L2Announcement) {
+		t.Helper()
+		if err := l2.Sync(context.Background(), st, cfg, want); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync(loc, locB)
+	released := time.Now()
+	sync(locB)
+	if got := local.Addrs(); !slices.Contains(got, v4a) {
+		t.Fatalf("just released, %s is not held: %v", v4a, got)
+	}
+	if diff := cmp.Diff(map[string][]string{"eth0": {"198.51.100.100"}}, status(l2)); diff != "" {
+		t.Errorf("answered while %s lingers (-want +got):\n%s", v4a, diff)
+	}
+	for deadline := time.Now().Add(5 * time.Second); slices.Contains(local.Addrs(), v4a); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still held 5 s after its release", v4a)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if held := time.Since(released); held < linger {
+		t.Errorf("%s removed %v after its release, want at least %v", v4a, held, linger)
+	}
+	if got := local.Addrs(); !slices.Equal(got, []netip.Addr{v4b}) {
+		t.Errorf("after the linger: %v, want only %s", got, v4b)
+	}
+
+	// Released and wanted again within the linger: held throughout.
+	sync(loc, locB)
+	sync(locB)
+	sync(loc, locB)
+	if got := local.Addrs(); !slices.Contains(got, v4a) {
+		t.Errorf("wanted again: %v", got)
+	}
+
+	// Close waits for the linger of what was just released.
+	sync()
+	closing := time.Now()
+	if err := l2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(closing); waited < linger/2 {
+		t.Errorf("Close returned after %v, with addresses lingering for %v", waited, linger)
+	}
+	if got := local.Addrs(); len(got) != 0 || !local.Closed() {
+		t.Errorf("after Close: %v (closed %v)", got, local.Closed())
+	}
+	if got := netif.LocalLinger(1100 * time.Millisecond); got != 1200*time.Millisecond {
+		t.Errorf("LocalLinger(1.1s) = %v", got)
+	}
+	if got := netif.LocalLinger(10 * time.Millisecond); got != 1100*time.Millisecond {
+		t.Errorf("LocalLinger(10ms) = %v", got)
 	}
 }
