@@ -71,6 +71,11 @@ type Result struct {
 	// For plots: arrival times relative to FaultAt.
 	OldReplies, NewReplies []time.Duration
 	FailedAt               []time.Duration
+	// FailedErrs says, for each failed connect (as FailedAt), when it
+	// started and ended relative to the fault and why it failed: a reset
+	// is a connection that the old owner accepted and whose next packets
+	// reached the new one; a timeout is the outage.
+	FailedErrs []string
 }
 
 // Probers are the client's two probes, shared by the repetitions of a run.
@@ -310,6 +315,8 @@ func (c *Cluster) Measure(ctx context.Context, p *Probers, vip netip.Addr, fault
 		if !r.OK() {
 			res.FailedConnects++
 			res.FailedAt = append(res.FailedAt, r.Start.Sub(res.FaultAt))
+			res.FailedErrs = append(res.FailedErrs, fmt.Sprintf("%+.1f..%+.1f ms: %s",
+				float64(r.Start.Sub(res.FaultAt))/float64(time.Millisecond), float64(r.End.Sub(res.FaultAt))/float64(time.Millisecond), r.Err))
 		}
 	}
 	if res.New != "" {
