@@ -87,11 +87,17 @@ FAILOVER_FLAGS ?=
 CONFLICT_RUNS ?= 20
 # Length of each idle or scraped window of the metrics cost benchmark (tests/metricsbench).
 METRICS_WINDOW ?= 60s
+# Windows of the heartbeat's false-loss benchmark (heartbeat/): idle and 2 busy processes each
+# (the 0-per-hour target), then 8 busy processes and busy goroutines in the process each.
+HB_WINDOW ?= 5m
+HB_LOAD_WINDOW ?= 1m
 
 .PHONY: bench
 bench: kube-bins ## Benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem $(TESTFLAGS) ./daemon/... ./netif/...
 	$(GO) test -run '^$$' -bench FalsePositivesUnderLoad -benchtime 1x -v $(TESTFLAGS) ./gossip/ -fp.window 20s
+	$(GO) test -run '^$$' -bench 'FalseLossesUnderLoad/(idle|procs=2)$$' -benchtime 1x -v -timeout 30m $(TESTFLAGS) ./heartbeat/ -hb.window $(HB_WINDOW)
+	$(GO) test -run '^$$' -bench 'FalseLossesUnderLoad/(procs=8|goroutines)' -benchtime 1x -v -timeout 30m $(TESTFLAGS) ./heartbeat/ -hb.window $(HB_LOAD_WINDOW)
 	@if [ "$$(id -u)" != 0 ]; then echo "bench: not root, the ARP/NDP lab benchmark (tests/bench) will skip"; fi
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m $(TESTFLAGS) ./tests/bench/...
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m $(TESTFLAGS) ./tests/kubebench/
