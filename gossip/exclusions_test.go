@@ -62,19 +62,25 @@ func TestRingExclusionsOfAnySizeSpread(t *testing.T) {
 	// Clearing them spreads as well, as an urgent event.
 	n2.ring.SetExclusions(nil, nil)
 	eventually(t, 5*time.Second, "exclusions cleared", func() error { return exclusionsAgree(c.nodes, "n2", nil, nil) })
-	for _, o := range []*node{c.nodes[0], c.nodes[2]} {
-		o.mu.Lock()
-		var urgent int
-		for _, ev := range o.events {
-			if ev.Node == "n2" && ev.Kind == EventAnnounced && ev.Exclusions && ev.Urgent() {
-				urgent++
+	// The events reach OnEvent on each ring's notifier goroutine, after
+	// the state they report is visible: wait for them too.
+	eventually(t, 5*time.Second, "urgent exclusion events", func() error {
+		var errs []error
+		for _, o := range []*node{c.nodes[0], c.nodes[2]} {
+			o.mu.Lock()
+			var urgent int
+			for _, ev := range o.events {
+				if ev.Node == "n2" && ev.Kind == EventAnnounced && ev.Exclusions && ev.Urgent() {
+					urgent++
+				}
+			}
+			o.mu.Unlock()
+			if urgent < 2 {
+				errs = append(errs, fmt.Errorf("%s saw %d urgent exclusion events from n2, want ≥ 2 (set, cleared)", o.name, urgent))
 			}
 		}
-		o.mu.Unlock()
-		if urgent < 2 {
-			t.Errorf("%s saw %d urgent exclusion events from n2, want ≥ 2 (set, cleared)", o.name, urgent)
-		}
-	}
+		return errors.Join(errs...)
+	})
 }
 
 // A peer that missed the broadcasts gets the exclusions by push-pull, with
