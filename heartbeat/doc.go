@@ -171,24 +171,26 @@
 // losses from 17 in 40 stalls to 0.
 //
 // Measured with BenchmarkFalseLossesUnderLoad (3 nodes in a mesh on
-// loopback, one process, 2 CPUs; nobody stops, so every loss is false) on
-// a shared machine whose other users kept it under CPU pressure (PSI
-// "some" 40–98%), so these are upper figures, not a baseline:
+// loopback, 6 watched pairs, one process, 2 CPUs; nobody stops, so every
+// loss is false, and in the daemon each would be a spurious takeover, given
+// back when the owner is heard again). On an otherwise quiet machine
+// (make bench, BENCHMARKS.md):
 //
-//	                               5 s, PSI ≈ 50%    30 s, PSI 50–98%
-//	idle                           0                 0 (max gap 116 ms)
-//	2 busy processes               0                 2–14
-//	8 busy processes               0                 1–2
-//	2 busy goroutines in-process   0 (gap 126 ms)    14–83
-//	8 busy goroutines in-process   —                 37–75 (gap 0.8 s)
+//	idle, 5 min                                  0 (max gap 61 ms)
+//	2 busy processes, 5 min                      0 (max gap 66 ms)
+//	8 busy processes, 1 min                      0 (max gap 56 ms)
+//	2 busy goroutines in-process, 1 min          0 (max gap 95 ms)
+//	8 busy goroutines in-process, 1 min          22 (1,320/h; max gap 278 ms)
 //
-// At the worst, the process sent only two thirds of its rounds: the
-// senders themselves were starved. A 120 ms timeout is four to six times
-// as sensitive as memberlist's fast profile, and load inside the daemon's
-// own Go scheduler is what hurts most, as for memberlist. An in-process
-// benchmark is also harsher than production, where a starved heir does
-// not stop its owner from sending. The figures (0 per hour idle and
-// under 2 busy processes) need a run on a machine of its own.
+// and earlier, on the same machine while other work kept it under CPU
+// pressure (PSI "some" 40–98 %), 30 s windows: idle 0; 2 busy processes
+// 2–14; 8 busy processes 1–2; 2 busy goroutines 14–83. At the worst, the
+// process sent only two thirds of its rounds: the senders themselves were
+// starved. A 120 ms timeout is four to six times as sensitive as
+// memberlist's fast profile, and load inside the daemon's own Go scheduler
+// is what hurts most, as for memberlist. An in-process benchmark is also
+// harsher than production, where a starved heir does not stop its owner
+// from sending.
 //
 // # Safety
 //
