@@ -223,7 +223,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		BGP:          speaker,
 		BGPNodeAddrs: nodeAddrs,
 
-		Components: append(ctl, met.components(&d, l2, ring, kubeSide)...),
+		Components: append(ctl, met.components(&d, l2, ring, kubeSide, hb)...),
 		Observer:   met.observer(),
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/hostlb/hostlb/daemon/metrics"
 	"github.com/hostlb/hostlb/daemon/version"
 	"github.com/hostlb/hostlb/gossip"
+	"github.com/hostlb/hostlb/heartbeat"
 	"github.com/hostlb/hostlb/netif"
 )
 
@@ -58,8 +59,9 @@ func (nm *nodeMetrics) observer() daemon.Observer {
 }
 
 // components binds what the scrapes read (d is set before the daemon runs
-// its components) and returns the component that serves the endpoint.
-func (nm *nodeMetrics) components(d **daemon.Daemon, l2 *netif.L2, ring *gossip.Ring, k daemon.KubeSide) []daemon.Component {
+// its components; hb is nil without a heartbeat) and returns the
+// component that serves the endpoint.
+func (nm *nodeMetrics) components(d **daemon.Daemon, l2 *netif.L2, ring *gossip.Ring, k daemon.KubeSide, hb daemon.Heartbeat) []daemon.Component {
 	if nm == nil {
 		return nil
 	}
@@ -76,9 +78,23 @@ func (nm *nodeMetrics) components(d **daemon.Daemon, l2 *netif.L2, ring *gossip.
 	if ks, ok := k.(metrics.KubeSource); ok {
 		src.Kube = ks
 	}
+	src.Heartbeat = heartbeatSource(hb)
 	nm.m.Bind(src)
 	nm.log.Info("serving metrics", "listen", nm.ln.Addr().String(), "paths", "/metrics /healthz /readyz")
 	return []daemon.Component{daemon.ComponentFunc{N: "metrics", F: func(ctx context.Context) error {
 		return nm.m.Serve(ctx, nm.ln, nm.log)
 	}}}
+}
+
+// heartbeatSource is hb as the metrics read it: nil when hb is (lan and wan
+// run no Heart), holds a nil *heartbeat.Heart, or has no counters.
+func heartbeatSource(hb daemon.Heartbeat) metrics.HeartbeatSource {
+	hs, ok := hb.(metrics.HeartbeatSource)
+	if !ok {
+		return nil
+	}
+	if h, isHeart := hs.(*heartbeat.Heart); isHeart && h == nil {
+		return nil
+	}
+	return hs
 }

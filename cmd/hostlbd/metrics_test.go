@@ -1,16 +1,21 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hostlb/hostlb/daemon"
+	"github.com/hostlb/hostlb/heartbeat"
 )
 
 // A [metrics] listen address in use fails the start at once (exit 1), with
@@ -85,7 +90,10 @@ func TestMetricsServed(t *testing.T) {
 		t.Errorf("/healthz: %d %q", code, body)
 	}
 	code, body := get("/metrics")
-	for _, want := range []string{"\nhostlb_ready 1\n", `hostlb_build_info{`, `hostlb_ips{mode="l2"} 1`, "\ngo_goroutines "} {
+	// The fast profile (the default) runs the heartbeat: its series are
+	// there, and a lone node watches nobody.
+	for _, want := range []string{"\nhostlb_ready 1\n", `hostlb_build_info{`, `hostlb_ips{mode="l2"} 1`, "\ngo_goroutines ",
+		`hostlb_heartbeat_watched{state="pending"} 0`} {
 		if code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("/metrics (%d) lacks %q", code, want)
 		}
@@ -122,4 +130,41 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// stubHeartbeat is a daemon.Heartbeat without counters.
+type stubHeartbeat struct{}
+
+func (stubHeartbeat) Run(context.Context) error            { return nil }
+func (stubHeartbeat) SetTargets(map[string]netip.AddrPort) {}
+func (stubHeartbeat) SetWatched(map[string]netip.AddrPort) {}
+func (stubHeartbeat) SetKeys([][]byte) error               { return nil }
+
+// The metrics read the Heart only when there is one: not from a nil
+// interface (lan and wan), a nil *heartbeat.Heart in one, or a Heartbeat
+// without counters.
+func TestHeartbeatSource(t *testing.T) {
+	h, err := heartbeat.New(heartbeat.Config{Node: "n1", Bind: netip.MustParseAddrPort("127.0.0.1:7948"), InsecurePlaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var typedNil *heartbeat.Heart
+	for _, c := range []struct {
+		name string
+		hb   daemon.Heartbeat
+		want bool
+	}{
+		{"nil", nil, false},
+		{"typed nil", typedNil, false},
+		{"no counters", stubHeartbeat{}, false},
+		{"heart", h, true},
+	} {
+		got := heartbeatSource(c.hb)
+		if (got != nil) != c.want {
+			t.Errorf("%s: source %v, want one: %v", c.name, got, c.want)
+		}
+	}
+	if got := heartbeatSource(h); got != nil && got.Stats().Rejected == nil {
+		t.Error("the Heart's stats have no Rejected map")
+	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hostlb/hostlb/daemon"
 	"github.com/hostlb/hostlb/daemon/kube"
+	"github.com/hostlb/hostlb/heartbeat"
 	"github.com/hostlb/hostlb/netif"
 )
 
@@ -69,6 +70,15 @@ var (
 	membersUp = desc("hostlb_gossip_members_up", "Members that may be given IPs: alive, health ok, not leaving.")
 	inputErrs = desc("hostlb_gossip_input_errors_total", "Gossip input dropped or rejected, by kind (decrypt: another key; label: another cluster; malformed, …).", "kind")
 
+	hbSent       = desc("hostlb_heartbeat_sent_total", "Heartbeat datagrams sent, by kind: beat (to the heirs of this node's IPs, and to the nodes that asked for it) or watch (a watch request alone, to a node this node is heir to that got no beat that round).", "kind")
+	hbSendErrors = desc("hostlb_heartbeat_send_errors_total", "Heartbeat datagrams whose send failed.")
+	hbReceived   = desc("hostlb_heartbeat_received_total", "Heartbeat datagrams accepted: each proves its sender alive.")
+	hbRejected   = desc("hostlb_heartbeat_rejected_total", "Heartbeat datagrams dropped, by reason: oversized, short, format (unknown), decrypt (no key opens it: another key or cluster, or forged), malformed, replay (seq not above the last), old-boot, stale (read over a second late), self (this node's own name), peers-full.", "reason")
+	hbLosses     = desc("hostlb_heartbeat_losses_total", "Watched nodes this node declared lost (silent for 3 heartbeat intervals: 120 ms): as their heir, it takes their IPs over before the ring decides.")
+	hbResumes    = desc("hostlb_heartbeat_resumes_total", "Lost nodes heard again (they were stalled, or their datagrams lost): this node gives their IPs back.")
+	hbWatched    = desc("hostlb_heartbeat_watched", "Nodes whose heartbeat this node watches (it is heir to some of their IPs), by state: pending (not heard since watched; never declared lost), alive, lost.", "state")
+	hbMaxGap     = desc("hostlb_heartbeat_max_gap_seconds", "The longest silence of a watched node while it was alive, since hostlbd started: how close a node came to being declared lost (at 120 ms) and to a false takeover.")
+
 	bgpState      = desc("hostlb_bgp_session_state", "1 for the BGP session's current FSM state (RFC 4271: idle, connect, active, opensent, openconfirm, established), 0 for the others.", "peer", "state")
 	bgpUp         = desc("hostlb_bgp_session_up", "1 while the BGP session with the peer is established.", "peer")
 	bgpUps        = desc("hostlb_bgp_sessions_established_total", "How often the BGP session with the peer came up.", "peer")
@@ -96,6 +106,7 @@ var allDescs = []*prometheus.Desc{
 	ipOwner, ips, ipsHere, ipsNoOwner, ipsCannot, disagreeN, disagreement,
 	l2IPs, l2Requests, l2Replies, l2Gratuitous, l2Probes, l2NS, l2Drops, l2Errors, l2FenceProbe,
 	wireTotal, wireActive, members, membersUp, inputErrs,
+	hbSent, hbSendErrors, hbReceived, hbRejected, hbLosses, hbResumes, hbWatched, hbMaxGap,
 	bgpState, bgpUp, bgpUps, bfdState, bfdDowns, bgpAdvertised, bgpReceived, bgpAccepted, bgpImported,
 	kubeSynced, kubeRestarts, kubeAge, ipamLeader, poolSize, poolUsed, poolFree, ipamFailures, ipamFailing,
 }
@@ -149,6 +160,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectL2(st, gauge, counter)
 	c.collectWire(st, gauge, counter)
 	c.collectRing(st, gauge, counter)
+	c.collectHeartbeat(gauge, counter)
 	c.collectBGP(st, gauge, counter)
 	c.collectKube(gauge, counter)
 }
@@ -285,6 +297,47 @@ func (c *collector) collectRing(st daemon.State, gauge, counter emit) {
 	for kind, v := range c.src.Ring.InputErrors() {
 		counter(inputErrs, float64(v), kind)
 	}
+}
+
+// hbRejects are the kinds of rejected heartbeat datagrams, each with its
+// series. heartbeat.RejectRead is no datagram (a failed socket read) and
+// is not exported.
+var hbRejects = []string{
+	heartbeat.RejectOversized, heartbeat.RejectShort, heartbeat.RejectFormat, heartbeat.RejectDecrypt,
+	heartbeat.RejectMalformed, heartbeat.RejectReplay, heartbeat.RejectOldBoot, heartbeat.RejectStale,
+	heartbeat.RejectSelf, heartbeat.RejectPeersFull,
+}
+
+// hbStates are the states a watched node is counted in.
+var hbStates = []heartbeat.State{heartbeat.Pending, heartbeat.Alive, heartbeat.Lost}
+
+func (c *collector) collectHeartbeat(gauge, counter emit) {
+	if c.src.Heartbeat == nil {
+		return
+	}
+	s := c.src.Heartbeat.Stats()
+	counter(hbSent, float64(s.SentBeats), "beat")
+	counter(hbSent, float64(s.SentWatch), "watch")
+	counter(hbSendErrors, float64(s.SendErrors))
+	counter(hbReceived, float64(s.Received))
+	for _, r := range hbRejects {
+		counter(hbRejected, float64(s.Rejected[r]), r)
+	}
+	for r, v := range s.Rejected { // a kind newer than hbRejects
+		if r != heartbeat.RejectRead && !slices.Contains(hbRejects, r) {
+			counter(hbRejected, float64(v), r)
+		}
+	}
+	counter(hbLosses, float64(s.Losses))
+	counter(hbResumes, float64(s.Resumes))
+	n := map[heartbeat.State]int{}
+	for _, w := range c.src.Heartbeat.Watched() {
+		n[w.State]++
+	}
+	for _, st := range hbStates {
+		gauge(hbWatched, float64(n[st]), st.String())
+	}
+	gauge(hbMaxGap, s.MaxGap.Seconds())
 }
 
 // The FSM states of a BGP session and of a BFD session.

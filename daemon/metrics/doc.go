@@ -7,7 +7,7 @@
 //   - State, computed at scrape time from daemon.State and the components'
 //     counters (collector, collect.go): ownership, disagreements, members,
 //     BGP and BFD sessions, IPAM pools, the ARP/NDP responders' counters,
-//     wire conflicts. Nothing is kept between scrapes, so a series ends
+//     wire conflicts, the heartbeat's counters and watched nodes. Nothing is kept between scrapes, so a series ends
 //     with what it describes (an IP deleted, a peer removed).
 //   - Events, which no state shows afterwards (metrics.go): reconcile pass
 //     durations and errors and takeovers (daemon.Observer), gossip probe

@@ -8,12 +8,13 @@ import (
 
 	"github.com/hostlb/hostlb/daemon"
 	"github.com/hostlb/hostlb/daemon/kube"
+	"github.com/hostlb/hostlb/heartbeat"
 	"github.com/hostlb/hostlb/netif"
 )
 
 // Sources are what the scrape-time metrics read (Metrics.Bind). State is
-// required; a nil source leaves its metrics out (a node without L2, ring
-// or Kubernetes).
+// required; a nil source leaves its metrics out (a node without L2, ring,
+// Kubernetes or heartbeat).
 type Sources struct {
 	// State is the node's picture as of its last pass
 	// (daemon.(*Daemon).State).
@@ -24,6 +25,8 @@ type Sources struct {
 	L2       L2Source
 	Ring     RingSource
 	Kube     KubeSource
+	// Heartbeat is nil where no Heart runs (the lan and wan profiles).
+	Heartbeat HeartbeatSource
 }
 
 // L2Source is the L2 output's counters (*netif.L2).
@@ -44,6 +47,14 @@ type KubeSource interface {
 	// Watches and IPAMStatus read local state, never the API.
 	Watches() []kube.WatchStatus
 	IPAMStatus() kube.IPAMStatus
+}
+
+// HeartbeatSource is the heirs' direct watch of owners (*heartbeat.Heart).
+type HeartbeatSource interface {
+	// Stats returns the Heart's counters; the caller owns the map.
+	Stats() heartbeat.Stats
+	// Watched returns the state of every watched node.
+	Watched() []heartbeat.WatchStatus
 }
 
 // Metrics is hostlbd's Prometheus registry: the event metrics the daemon
@@ -103,11 +114,11 @@ func New(opts Options) *Metrics {
 		}),
 		takeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hostlb_takeovers_total",
-			Help: "L2 IPs this node started answering that another node held, by why it lost them: dead (declared dead by the ring), left (left or draining), moved (alive; placement moved the IP).",
+			Help: "L2 IPs this node started answering that another node held, by why it lost them: dead (declared dead by the ring), left (left or draining), moved (alive; placement moved the IP), heartbeat (its heir stopped hearing its heartbeat, before the ring's verdict).",
 		}, []string{"reason"}),
 		takeoverDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hostlb_takeover_duration_seconds",
-			Help:    "Per takeover, from the moment this node saw the previous owner lost (the ring's dead or left event; for a live owner, the pass that moved the IP) to the end of the L2 sync after which this node answers the IP. Failure detection before the ring's event is not included.",
+			Help:    "Per takeover, from the moment this node saw the previous owner lost (the ring's dead or left event, or the heartbeat's loss; for a live owner, the pass that moved the IP) to the end of the L2 sync after which this node answers the IP. Failure detection before the ring's event or the heartbeat's loss is not included.",
 			Buckets: takeoverBuckets,
 		}, []string{"reason"}),
 		probeRTT: prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -3,6 +3,7 @@ package metrics
 import (
 	"errors"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ import (
 	"github.com/hostlb/hostlb/daemon/bgp"
 	"github.com/hostlb/hostlb/daemon/ipam"
 	"github.com/hostlb/hostlb/daemon/kube"
+	"github.com/hostlb/hostlb/heartbeat"
 	"github.com/hostlb/hostlb/netif"
 )
 
@@ -42,6 +44,32 @@ type fakeKube struct {
 
 func (f fakeKube) Watches() []kube.WatchStatus { return f.w }
 func (f fakeKube) IPAMStatus() kube.IPAMStatus { return f.s }
+
+type fakeHeartbeat struct {
+	s heartbeat.Stats
+	w []heartbeat.WatchStatus
+}
+
+func (f fakeHeartbeat) Stats() heartbeat.Stats           { return f.s }
+func (f fakeHeartbeat) Watched() []heartbeat.WatchStatus { return f.w }
+
+// fakeHeart is a Heart that sent, received and rejected datagrams, lost a
+// node and heard it again, and watches a node in each state, one twice.
+func fakeHeart() fakeHeartbeat {
+	return fakeHeartbeat{
+		s: heartbeat.Stats{
+			Ticks: 1000, SentBeats: 2000, SentWatch: 40, SendErrors: 3, Received: 1900,
+			Rejected: map[string]uint64{heartbeat.RejectDecrypt: 7, heartbeat.RejectReplay: 2, heartbeat.RejectRead: 5},
+			Losses:   2, Resumes: 1, MaxGap: 95 * time.Millisecond,
+		},
+		w: []heartbeat.WatchStatus{
+			{Node: "n2", State: heartbeat.Alive},
+			{Node: "n3", State: heartbeat.Lost},
+			{Node: "n4", State: heartbeat.Pending},
+			{Node: "n5", State: heartbeat.Alive},
+		},
+	}
+}
 
 var (
 	t0  = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -121,7 +149,8 @@ func populatedWith(t *testing.T, runtime bool) *Metrics {
 			{Iface: "eth0", Proto: netif.ProtoARP, Counters: fakeCounters()},
 			{Iface: "eth0", Proto: netif.ProtoNDP, Counters: fakeCounters()},
 		},
-		Ring: fakeRing{"decrypt": 4},
+		Ring:      fakeRing{"decrypt": 4},
+		Heartbeat: fakeHeart(),
 		Kube: fakeKube{
 			w: []kube.WatchStatus{
 				{Kind: kube.KindService, Synced: true, Restarts: 2, LastSync: now.Add(-90 * time.Second)},
@@ -285,6 +314,18 @@ func TestValues(t *testing.T) {
 		{"hostlb_reconcile_duration_seconds", nil, 2},
 		{"hostlb_takeovers_total", []string{"reason", "dead"}, 1},
 		{"hostlb_takeovers_total", []string{"reason", "left"}, 0},
+		{"hostlb_takeovers_total", []string{"reason", "heartbeat"}, 0},
+		{"hostlb_heartbeat_sent_total", []string{"kind", "beat"}, 2000},
+		{"hostlb_heartbeat_sent_total", []string{"kind", "watch"}, 40},
+		{"hostlb_heartbeat_send_errors_total", nil, 3},
+		{"hostlb_heartbeat_received_total", nil, 1900},
+		{"hostlb_heartbeat_rejected_total", []string{"reason", "decrypt"}, 7},
+		{"hostlb_heartbeat_rejected_total", []string{"reason", "stale"}, 0},
+		{"hostlb_heartbeat_losses_total", nil, 2},
+		{"hostlb_heartbeat_resumes_total", nil, 1},
+		{"hostlb_heartbeat_watched", []string{"state", "alive"}, 2},
+		{"hostlb_heartbeat_watched", []string{"state", "pending"}, 1},
+		{"hostlb_heartbeat_max_gap_seconds", nil, 0.095},
 	} {
 		got, ok := value(t, fams, c.name, c.labels...)
 		if !ok || got != c.want {
@@ -380,6 +421,121 @@ func TestDocsListEveryMetric(t *testing.T) {
 	for _, n := range documented {
 		if _, ok := slices.BinarySearch(exported, n); !ok {
 			t.Errorf("docs/metrics.md documents %s, which is not exported", n)
+		}
+	}
+}
+
+// The heartbeat's series, exactly: every reject reason and every watched
+// state has a series, a failed read is no rejected datagram, and a reject
+// kind the list does not know is exported anyway.
+func TestHeartbeatExposition(t *testing.T) {
+	m := New(Options{})
+	st := fakeState()
+	hb := fakeHeartbeat{
+		s: heartbeat.Stats{
+			SentBeats: 250, SentWatch: 12, SendErrors: 1, Received: 240,
+			Rejected: map[string]uint64{heartbeat.RejectDecrypt: 5, heartbeat.RejectStale: 2, heartbeat.RejectRead: 9, "newer-kind": 1},
+			Losses:   3, Resumes: 2, MaxGap: 61 * time.Millisecond,
+		},
+		w: []heartbeat.WatchStatus{{Node: "n2", State: heartbeat.Lost}, {Node: "n3", State: heartbeat.Lost}},
+	}
+	m.Bind(Sources{State: func() daemon.State { return st }, Heartbeat: hb})
+	want := `# HELP hostlb_heartbeat_losses_total Watched nodes this node declared lost (silent for 3 heartbeat intervals: 120 ms): as their heir, it takes their IPs over before the ring decides.
+# TYPE hostlb_heartbeat_losses_total counter
+hostlb_heartbeat_losses_total 3
+# HELP hostlb_heartbeat_max_gap_seconds The longest silence of a watched node while it was alive, since hostlbd started: how close a node came to being declared lost (at 120 ms) and to a false takeover.
+# TYPE hostlb_heartbeat_max_gap_seconds gauge
+hostlb_heartbeat_max_gap_seconds 0.061
+# HELP hostlb_heartbeat_received_total Heartbeat datagrams accepted: each proves its sender alive.
+# TYPE hostlb_heartbeat_received_total counter
+hostlb_heartbeat_received_total 240
+# HELP hostlb_heartbeat_rejected_total Heartbeat datagrams dropped, by reason: oversized, short, format (unknown), decrypt (no key opens it: another key or cluster, or forged), malformed, replay (seq not above the last), old-boot, stale (read over a second late), self (this node's own name), peers-full.
+# TYPE hostlb_heartbeat_rejected_total counter
+hostlb_heartbeat_rejected_total{reason="decrypt"} 5
+hostlb_heartbeat_rejected_total{reason="format"} 0
+hostlb_heartbeat_rejected_total{reason="malformed"} 0
+hostlb_heartbeat_rejected_total{reason="newer-kind"} 1
+hostlb_heartbeat_rejected_total{reason="old-boot"} 0
+hostlb_heartbeat_rejected_total{reason="oversized"} 0
+hostlb_heartbeat_rejected_total{reason="peers-full"} 0
+hostlb_heartbeat_rejected_total{reason="replay"} 0
+hostlb_heartbeat_rejected_total{reason="self"} 0
+hostlb_heartbeat_rejected_total{reason="short"} 0
+hostlb_heartbeat_rejected_total{reason="stale"} 2
+# HELP hostlb_heartbeat_resumes_total Lost nodes heard again (they were stalled, or their datagrams lost): this node gives their IPs back.
+# TYPE hostlb_heartbeat_resumes_total counter
+hostlb_heartbeat_resumes_total 2
+# HELP hostlb_heartbeat_send_errors_total Heartbeat datagrams whose send failed.
+# TYPE hostlb_heartbeat_send_errors_total counter
+hostlb_heartbeat_send_errors_total 1
+# HELP hostlb_heartbeat_sent_total Heartbeat datagrams sent, by kind: beat (to the heirs of this node's IPs, and to the nodes that asked for it) or watch (a watch request alone, to a node this node is heir to that got no beat that round).
+# TYPE hostlb_heartbeat_sent_total counter
+hostlb_heartbeat_sent_total{kind="beat"} 250
+hostlb_heartbeat_sent_total{kind="watch"} 12
+# HELP hostlb_heartbeat_watched Nodes whose heartbeat this node watches (it is heir to some of their IPs), by state: pending (not heard since watched; never declared lost), alive, lost.
+# TYPE hostlb_heartbeat_watched gauge
+hostlb_heartbeat_watched{state="alive"} 0
+hostlb_heartbeat_watched{state="lost"} 2
+hostlb_heartbeat_watched{state="pending"} 0
+`
+	names := []string{
+		"hostlb_heartbeat_sent_total", "hostlb_heartbeat_send_errors_total", "hostlb_heartbeat_received_total",
+		"hostlb_heartbeat_rejected_total", "hostlb_heartbeat_losses_total", "hostlb_heartbeat_resumes_total",
+		"hostlb_heartbeat_watched", "hostlb_heartbeat_max_gap_seconds",
+	}
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+}
+
+// A node without a Heart (the lan and wan profiles) exports no heartbeat
+// series, not even zeros.
+func TestNoHeartbeatNoSeries(t *testing.T) {
+	m := New(Options{})
+	st := fakeState()
+	m.Bind(Sources{State: func() daemon.State { return st }, Ring: fakeRing{}})
+	fams := gather(t, m)
+	if fams["hostlb_ready"] == nil {
+		t.Fatal("no hostlb_ready: the collector did not run")
+	}
+	for n := range fams {
+		if strings.HasPrefix(n, "hostlb_heartbeat_") {
+			t.Errorf("%s exported without a heartbeat source", n)
+		}
+	}
+}
+
+// docs/metrics.md's table says of each metric what its help text says,
+// with its type and labels.
+func TestDocsMatchHelp(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string][]string{} // name: type, labels, meaning
+	for _, m := range regexp.MustCompile("(?m)^\\| `(hostlb_[a-z0-9_]+)` \\| ([a-z]+) \\| (.*?) \\| (.*) \\|$").FindAllStringSubmatch(string(b), -1) {
+		rows[m[1]] = m[2:]
+	}
+	for name, f := range gather(t, populated(t)) {
+		row, ok := rows[name]
+		if !ok {
+			continue // TestDocsListEveryMetric
+		}
+		labels := map[string]bool{}
+		for _, mt := range f.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				labels["`"+l.GetName()+"`"] = true
+			}
+		}
+		wantLabels := strings.Join(slices.Sorted(maps.Keys(labels)), ", ")
+		if typ := strings.ToLower(f.GetType().String()); row[0] != typ {
+			t.Errorf("%s: docs say %s, registry %s", name, row[0], typ)
+		}
+		if strings.TrimSpace(row[1]) != wantLabels {
+			t.Errorf("%s: docs' labels %q, registry's %q", name, row[1], wantLabels)
+		}
+		if row[2] != f.GetHelp() {
+			t.Errorf("%s: docs' meaning differs from the help text:\ndocs: %s\nhelp: %s", name, row[2], f.GetHelp())
 		}
 	}
 }
