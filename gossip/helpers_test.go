@@ -15,12 +15,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hostlb/hostlb/gossip/gossiptest"
+	"github.com/hostlb/hostlb/internal/cpuload"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(spinEnv) != "" {
-		spinForever() // a CPU-load child of BenchmarkFalsePositivesUnderLoad
-	}
+	cpuload.RunChild() // a CPU-load child of BenchmarkFalsePositivesUnderLoad
 	goleak.VerifyTestMain(m)
 }
 

@@ -5,30 +5,19 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hostlb/hostlb/internal/cpuload"
 )
 
 var (
 	fpWindow = flag.Duration("fp.window", 10*time.Second, "BenchmarkFalsePositivesUnderLoad: length of each measured window")
 	fpSpin   = flag.Int("fp.spin", 1, "BenchmarkFalsePositivesUnderLoad: busy goroutines per GOMAXPROCS")
 )
-
-// spinEnv makes the test binary a CPU burner (see TestMain).
-const spinEnv = "HOSTLB_TEST_SPIN"
-
-func spinForever() {
-	x := 0
-	for {
-		x = x*31 + 7
-	}
-}
 
 // fpCounter counts memberlist's failure-detector log lines.
 type fpCounter struct {
@@ -112,40 +101,10 @@ func measureFalsePositives(tb testing.TB, window time.Duration, spinners, procs 
 		n.mu.Unlock()
 	}
 
-	var children []*exec.Cmd
-	for range procs {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), spinEnv+"=1")
-		if err := cmd.Start(); err != nil {
-			tb.Fatalf("start CPU burner: %v", err)
-		}
-		children = append(children, cmd)
-	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range spinners {
-		wg.Go(func() {
-			x := 0
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				for range 1000 {
-					x = x*31 + 7
-				}
-			}
-		})
-	}
+	stopLoad := cpuload.Start(tb, procs, spinners)
 	timer := time.NewTimer(window)
 	<-timer.C // the measured window itself, not synchronisation
-	close(stop)
-	wg.Wait()
-	for _, c := range children {
-		_ = c.Process.Kill()
-		_ = c.Wait()
-	}
+	stopLoad()
 
 	for _, n := range nodes {
 		for _, other := range names {

@@ -4,12 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"os/exec"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/hostlb/hostlb/internal/cpuload"
 )
 
 var (
@@ -82,41 +81,11 @@ func measureFalseLosses(tb testing.TB, nodes int, window time.Duration, spinners
 		base[i] = n.h.Stats()
 	}
 
-	var children []*exec.Cmd
-	for range procs {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), spinEnv+"=1")
-		if err := cmd.Start(); err != nil {
-			tb.Fatalf("start CPU burner: %v", err)
-		}
-		children = append(children, cmd)
-	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range spinners {
-		wg.Go(func() {
-			x := 0
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				for range 1000 {
-					x = x*31 + 7
-				}
-			}
-		})
-	}
+	stopLoad := cpuload.Start(tb, procs, spinners)
 	ctx, cancel := context.WithTimeout(context.Background(), window)
 	<-ctx.Done() // the measured window itself, not synchronisation
 	cancel()
-	close(stop)
-	wg.Wait()
-	for _, c := range children {
-		_ = c.Process.Kill()
-		_ = c.Wait()
-	}
+	stopLoad()
 
 	r := lossResult{nodes: nodes, pairs: nodes * (nodes - 1), window: window}
 	for i, n := range ns {

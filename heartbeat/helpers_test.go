@@ -13,18 +13,12 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/hostlb/hostlb/internal/cpuload"
 )
 
-// spinEnv makes the test binary a CPU burner (BenchmarkFalseLossesUnderLoad).
-const spinEnv = "HOSTLB_TEST_SPIN"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(spinEnv) != "" {
-		x := 0
-		for {
-			x = x*31 + 7
-		}
-	}
+	cpuload.RunChild() // a CPU-load child of BenchmarkFalseLossesUnderLoad
 	goleak.VerifyTestMain(m)
 }
 
