@@ -392,8 +392,7 @@ func (l *L2) holdLocal(now time.Time) error {
 			l.lingerTimer.Reset(next.Sub(now))
 		}
 	}
-	local := all
-	err := l.opts.Local.Sync(local)
+	err := l.opts.Local.Sync(all)
 	if err != nil {
 		err = fmt.Errorf("hold local VIPs on %s: %w", LocalLinkName, err)
 		if isSysctlDenied(err) {
@@ -401,12 +400,12 @@ func (l *L2) holdLocal(now time.Time) error {
 			// /proc/sys under ProtectKernelTunables): keep the IPv6 ones
 			// working rather than lose both families.
 			var v6 []netip.Addr
-			for _, a := range local {
+			for _, a := range all {
 				if a.Is6() {
 					v6 = append(v6, a)
 				}
 			}
-			if len(v6) < len(local) {
+			if len(v6) < len(all) {
 				if err6 := l.opts.Local.Sync(v6); err6 != nil {
 					err = errors.Join(err, fmt.Errorf("hold IPv6 local VIPs on %s: %w", LocalLinkName, err6))
 				}
