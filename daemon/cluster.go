@@ -152,6 +152,9 @@ func placeGroupsHeirs(v clusterView, groups []reconcile.Group, heirs map[netip.A
 	type sets struct {
 		eligible []string
 		up       map[string]bool
+		// without[n] is up without n, for heirs: shared by the groups
+		// that share the sets.
+		without map[string]map[string]bool
 	}
 	type listKey struct {
 		ranks, nodes   *string
@@ -168,7 +171,7 @@ func placeGroupsHeirs(v clusterView, groups []reconcile.Group, heirs map[netip.A
 		}
 		st, ok := memo[key]
 		if !shared || !ok {
-			st = sets{up: make(map[string]bool, len(v.up))}
+			st = sets{up: make(map[string]bool, len(v.up)), without: map[string]map[string]bool{}}
 			for _, m := range v.members {
 				if !g.Ranked(m.Name, m.Meta.Labels) {
 					continue
@@ -203,14 +206,15 @@ func placeGroupsHeirs(v clusterView, groups []reconcile.Group, heirs map[netip.A
 			placed = v.avoidCannot(g, reqs, up, placed)
 		}
 		if heirs != nil && mode == placement.L2 {
-			hs := placement.Heirs(reqs, up, placed)
-			for _, r := range reqs {
-				if h, ok := hs[r.Addr]; ok {
-					for _, a := range g.Slots[r.Slot] {
-						heirs[a] = h
-					}
+			groupHeirs(g, reqs, placed, func(owner string) map[string]bool {
+				w, ok := st.without[owner]
+				if !ok {
+					w = maps.Clone(up)
+					delete(w, owner)
+					st.without[owner] = w
 				}
-			}
+				return w
+			}, heirs)
 		}
 		for _, as := range placed {
 			for _, a := range g.Slots[as.Slot] {
@@ -221,6 +225,37 @@ func placeGroupsHeirs(v clusterView, groups []reconcile.Group, heirs map[netip.A
 		}
 	}
 	return out
+}
+
+// groupHeirs adds to heirs the heir of every address of g's L2 slots that
+// have one owner: the node Place gives the slot with that owner out of the
+// up set (without(owner)), as placement.Heirs does, but with one Place per
+// distinct owner of the group and the reduced up sets shared between the
+// groups that share their sets, so that a pass over 10,000 one-IP
+// Services does not clone the up set 10,000 times.
+func groupHeirs(g *reconcile.Group, reqs []placement.Request, placed []placement.Assignment,
+	without func(owner string) map[string]bool, heirs map[netip.Addr]string) {
+	owner := make(map[int]string, len(placed)) // slot → its one owner
+	var owners []string
+	for _, a := range placed {
+		if a.Mode != placement.L2 || len(a.Owners) != 1 {
+			continue
+		}
+		owner[a.Slot] = a.Owners[0]
+		if !slices.Contains(owners, a.Owners[0]) {
+			owners = append(owners, a.Owners[0])
+		}
+	}
+	for _, o := range owners {
+		for _, b := range placement.Place(reqs, without(o)) {
+			if owner[b.Slot] != o || b.Mode != placement.L2 || len(b.Owners) != 1 {
+				continue
+			}
+			for _, a := range g.Slots[b.Slot] {
+				heirs[a] = b.Owners[0]
+			}
+		}
+	}
 }
 
 // avoidCannot moves the L2 slots of g whose owner cannot announce one of

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hostlb/hostlb/daemon/config"
+	"github.com/hostlb/hostlb/daemon/placement"
 	"github.com/hostlb/hostlb/gossip"
 )
 
@@ -231,5 +232,53 @@ func TestOverrideLost(t *testing.T) {
 	place(time.Now())
 	if _, ok := d.heirs.lost["n03"]; ok {
 		t.Error("n03 dead in the ring, still overridden")
+	}
+}
+
+// The daemon's heirs (placeGroupsHeirs, with up sets shared between the
+// groups of one class) are placement.Heirs' for every group.
+func TestPlaceGroupsHeirsAgreesWithPlacement(t *testing.T) {
+	groups := benchGroups(300)
+	groups = append(groups, StaticGroups([]config.VIP{{Name: "web", Mode: config.ModeL2, Addresses: addrs("192.0.2.10", 5)}})...)
+	v := benchView(groups)
+	heirs := map[netip.Addr]string{}
+	ps := placeGroupsHeirs(v, groups, heirs)
+	want := map[netip.Addr]string{}
+	for gi := range groups {
+		g := &groups[gi]
+		var reqs []placement.Request
+		var as []placement.Assignment
+		for _, p := range ps {
+			if p.group == g && p.Addr == g.Slots[p.Slot][0] {
+				as = append(as, p.Assignment)
+			}
+		}
+		for i, slot := range g.Slots {
+			r := placement.Request{Service: g.Name, Slot: i, Addr: slot[0], Mode: placement.L2}
+			for _, m := range v.members {
+				if g.Ranked(m.Name, m.Meta.Labels) {
+					r.Eligible = append(r.Eligible, m.Name)
+				}
+			}
+			if ns := v.announcers[slot[0]]; len(ns) == 1 {
+				r.Current = ns[0]
+			}
+			reqs = append(reqs, r)
+		}
+		for a, h := range placement.Heirs(reqs, v.up, as) {
+			for i, slot := range g.Slots {
+				if slot[0] == a {
+					for _, x := range g.Slots[i] {
+						want[x] = h
+					}
+				}
+			}
+		}
+	}
+	if len(want) != 305 {
+		t.Fatalf("placement.Heirs gave %d heirs, want 305", len(want))
+	}
+	if !maps.Equal(heirs, want) {
+		t.Errorf("placeGroupsHeirs differs from placement.Heirs: %d vs %d heirs", len(heirs), len(want))
 	}
 }

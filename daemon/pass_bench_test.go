@@ -71,3 +71,22 @@ func BenchmarkClusterView10k(b *testing.B) {
 		newClusterView("n1", v.members)
 	}
 }
+
+// BenchmarkPlaceHeirs10k is BenchmarkPlacePass10k's placement with the
+// heirs the heartbeat needs (placeGroupsHeirs), against placeGroups alone.
+func BenchmarkPlaceHeirs10k(b *testing.B) {
+	groups := benchGroups(10000)
+	v := benchView(groups)
+	b.Run("place", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			placeGroups(v, groups)
+		}
+	})
+	b.Run("place+heirs", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			placeGroupsHeirs(v, groups, map[netip.Addr]string{})
+		}
+	})
+}
